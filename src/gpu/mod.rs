@@ -1,0 +1,1 @@
+//! CUDA: context, streams, device memory, the embedded kernel module and typed launches.

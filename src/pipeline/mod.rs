@@ -1,0 +1,1 @@
+//! Pipeline wiring: threads, batching, back-pressure, the tensor pool, statistics.

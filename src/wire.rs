@@ -1,0 +1,1 @@
+//! Wire format of detection messages (see docs/wire-format.md).
