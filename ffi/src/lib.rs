@@ -13,6 +13,8 @@
 pub mod jetson;
 /// NVIDIA Video Codec SDK decoder API (`libnvcuvid.so.1`).
 pub mod nvcuvid;
+/// Safe wrappers over the few libc calls jetwatch needs.
+pub mod os;
 /// TensorRT C ABI shim (our own `extern "C"` functions over TensorRT, see `tensorrt/`).
 pub mod tensorrt;
 /// Linux V4L2 UAPI (videodev2.h) structures and ioctl numbers we use.

@@ -1,0 +1,32 @@
+//! The few libc calls jetwatch needs, behind safe functions.
+
+use std::time::Duration;
+
+/// CPU time (user + system) this process has used.
+pub fn process_cpu_time() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete `rusage` into the pointer, which points to zeroed
+    // storage of the right type; RUSAGE_SELF is always a valid target.
+    let ru = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) != 0 {
+            return Duration::ZERO;
+        }
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Tries to open the first of `names` with dlopen and closes it again; returns the name that
+/// opened. Used to report which vendor libraries a host has.
+pub fn find_library(names: &[&str]) -> Option<String> {
+    for n in names {
+        // SAFETY: opening a shared library runs its initialisers. The libraries probed are
+        // NVIDIA's, ONNX Runtime's and libc, whose initialisers only set up internal state;
+        // the handle is dropped (dlclose) at once and no symbol is used.
+        if unsafe { libloading::Library::new(*n) }.is_ok() {
+            return Some((*n).to_string());
+        }
+    }
+    None
+}
