@@ -16,10 +16,12 @@
 //! types above them. Everything the frame path touches is allocated at start-up.
 
 pub mod alloc_count;
+pub mod assets;
 pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod eval;
 pub mod error;
 pub mod frame;
 #[cfg(feature = "cuda")]

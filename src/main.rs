@@ -1,1 +1,553 @@
-fn main() {}
+//! `jetwatch`: the command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use jetwatch::alloc_count::CountingAlloc;
+use jetwatch::clock::{Clock, SystemClock};
+use jetwatch::config::{CameraConfig, Config, Pacing};
+use jetwatch::pipeline::{self, Pipeline, PipelineReport};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+#[derive(Parser)]
+#[command(name = "jetwatch", version, about = "Edge video analytics: camera streams -> decode -> detector -> MQTT")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the pipeline described by a config file until the sources end or Ctrl-C.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop after this many processed frames.
+        #[arg(long)]
+        max_frames: Option<u64>,
+    },
+    /// Built-in demo: real footage and a real model from ../shared, a local broker, and a
+    /// subscriber printing what it receives, then a summary.
+    Demo {
+        /// ONNX model (default: ../shared/models/yolov8n_fp32.onnx.gz).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Clip (default: ../shared/media/TUD-Campus_h264.mp4).
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        /// Use this broker instead of starting one (host:port).
+        #[arg(long)]
+        broker: Option<String>,
+        /// Read the clip as fast as possible instead of at its frame rate.
+        #[arg(long)]
+        fast: bool,
+        /// Publish JSON instead of postcard.
+        #[arg(long)]
+        json: bool,
+        /// Print only the summary, not every message.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Subscribe and print decoded messages as JSON lines.
+    Listen {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 1883)]
+        port: u16,
+        #[arg(long, default_value = "jetwatch/#")]
+        topic: String,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Exit after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Which backends this host offers, and why the others are missing.
+    Probe {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Measure throughput, per-stage times, CPU per frame and allocations per frame.
+    Bench {
+        /// Clip to read (default: the demo clip).
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        /// ONNX model (default: the demo model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// `e2e` (decode → detections) or `decode` (decode only).
+        #[arg(long, default_value = "e2e")]
+        mode: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// TensorRT engine tools.
+    Engine {
+        #[command(subcommand)]
+        cmd: EngineCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a config file without starting anything.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum EngineCmd {
+    /// Build (or fetch from the cache) a TensorRT engine from an ONNX model.
+    Build {
+        model: PathBuf,
+        /// Use this DLA core.
+        #[arg(long)]
+        dla: Option<u32>,
+        /// DLA placement policy: strict, fallback or gpu.
+        #[arg(long, default_value = "fallback")]
+        policy: String,
+        /// Largest batch of the optimisation profile.
+        #[arg(long, default_value_t = 1)]
+        batch: u32,
+        /// Engine cache directory.
+        #[arg(long, default_value = "/var/cache/jetwatch/engines")]
+        cache: PathBuf,
+    },
+    /// Print the layer placement of a serialized engine.
+    Inspect { plan: PathBuf },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run { config, max_frames } => cmd_run(&config, max_frames),
+        Cmd::Demo {
+            model,
+            clip,
+            broker,
+            fast,
+            json,
+            quiet,
+        } => cmd_demo(model, clip, broker, fast, json, quiet),
+        Cmd::Listen {
+            host,
+            port,
+            topic,
+            count,
+            timeout,
+        } => cmd_listen(&host, port, &topic, count, timeout),
+        Cmd::Probe { json } => {
+            let r = jetwatch::probe::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", r.render());
+            }
+            Ok(())
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => match Config::load(&file) {
+            Ok(c) => {
+                println!("{}: ok ({} camera(s), model {})", file.display(), c.cameras.len(), c.model.path.display());
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        },
+        Cmd::Bench {
+            clip,
+            model,
+            streams,
+            duration,
+            batch,
+            mode,
+            json,
+        } => cmd_bench(clip, model, streams, duration, batch, &mode, json),
+        Cmd::Engine { cmd } => cmd_engine(cmd),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Installs Ctrl-C / SIGTERM handling that sets the pipeline's stop flag.
+fn stop_on_signal(stop: Arc<std::sync::atomic::AtomicBool>) {
+    static STOP: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>> = std::sync::OnceLock::new();
+    let _ = STOP.set(stop);
+    extern "C" fn on_signal(_: libc::c_int) {
+        if let Some(s) = STOP.get() {
+            s.store(true, Ordering::SeqCst);
+        }
+    }
+    jetwatch_ffi::os::on_terminate(on_signal);
+}
+
+fn cmd_run(path: &Path, max_frames: Option<u64>) -> Result<()> {
+    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let mut built = pipeline::build::build(&cfg)?;
+    built.options.max_frames = max_frames;
+    let birth = pipeline::build::birth_message(&cfg, &built.backends);
+    let (publisher, handle) = jetwatch::publish::mqtt::start(
+        jetwatch::publish::mqtt::PublisherConfig::from_config(&cfg, built.options.max_message_bytes),
+        birth,
+        clock.clone(),
+    )
+    .context("starting the MQTT publisher")?;
+    log::info!("backends: {:?}", built.backends);
+    let p = Pipeline::start(built.streams, built.stages, Box::new(publisher), built.options, clock, None)?;
+    stop_on_signal(p.stop_handle());
+    let report = p.wait();
+    let ps = handle.shutdown(Duration::from_secs(5));
+    print_report(&report);
+    println!("mqtt: sent {} dropped {} reconnects {}", ps.sent, ps.dropped, ps.reconnects);
+    if let Some(f) = report.fatal {
+        bail!("{f}");
+    }
+    Ok(())
+}
+
+fn print_report(r: &PipelineReport) {
+    println!(
+        "processed {} frames in {:.1} s ({:.1} fps), {} batches, published {} messages",
+        r.processed,
+        r.elapsed.as_secs_f64(),
+        r.fps(),
+        r.batches,
+        r.published
+    );
+    println!(
+        "latency decode->publish p50 {:.1} ms p99 {:.1} ms; stage p50: preprocess {:.2} ms, engine {:.2} ms, postprocess {:.2} ms",
+        r.latency.percentile(0.5) as f64 / 1e6,
+        r.latency.percentile(0.99) as f64 / 1e6,
+        r.preprocess_time.percentile(0.5) as f64 / 1e6,
+        r.engine_time.percentile(0.5) as f64 / 1e6,
+        r.postprocess_time.percentile(0.5) as f64 / 1e6,
+    );
+    println!(
+        "cpu {:.2} ms/frame; steady-state Rust allocations per frame: {:.3}",
+        r.cpu_ms_per_frame(),
+        r.allocs_per_frame()
+    );
+    for s in &r.streams {
+        println!(
+            "  {}: {} access units, {} decoded, {} dropped (pool), {} dropped (queue), {} corrupt{}",
+            s.name,
+            s.access_units,
+            s.decoded,
+            s.dropped_pool_empty,
+            s.dropped_queue_full,
+            s.corrupt,
+            s.error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default()
+        );
+    }
+}
+
+fn shared_or_bail() -> Result<PathBuf> {
+    jetwatch::assets::shared_dir().context(
+        "cannot find the shared assets folder (with models/ and media/): set JETWATCH_SHARED or run from the repository next to ../shared",
+    )
+}
+
+fn demo_config(model: &Path, clip: &Path, host: &str, port: u16, fast: bool, json: bool) -> Result<Config> {
+    let text = format!(
+        r#"
+device_id = "demo"
+[broker]
+host = {host:?}
+port = {port}
+[[cameras]]
+name = "cam1"
+url = {clip:?}
+pacing = "{pacing}"
+[model]
+path = {model:?}
+[pipeline]
+batch_size = 1
+[publish]
+format = "{format}"
+metrics_interval_s = 0
+"#,
+        clip = clip.display().to_string(),
+        model = model.display().to_string(),
+        pacing = if fast { "fast" } else { "realtime" },
+        format = if json { "json" } else { "postcard" },
+    );
+    Config::parse(&text, Path::new("<demo>")).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn cmd_demo(model: Option<PathBuf>, clip: Option<PathBuf>, broker: Option<String>, fast: bool, json: bool, quiet: bool) -> Result<()> {
+    let (model, clip) = match (model, clip) {
+        (Some(m), Some(c)) => (m, c),
+        (m, c) => {
+            let shared = shared_or_bail()?;
+            (m.unwrap_or_else(|| shared.join(jetwatch::assets::DEMO_MODEL)), c.unwrap_or_else(|| shared.join(jetwatch::assets::DEMO_CLIP)))
+        }
+    };
+    for (what, p) in [("model", &model), ("clip", &clip)] {
+        if !p.is_file() {
+            bail!("{what} {} does not exist", p.display());
+        }
+    }
+    // Broker: the given one, else a local one (mosquitto if installed, else embedded).
+    let _local;
+    let (host, port) = match broker {
+        Some(b) => {
+            let (h, p) = b.rsplit_once(':').context("--broker must be host:port")?;
+            (h.to_string(), p.parse::<u16>().context("--broker port")?)
+        }
+        None => {
+            let lb = jetwatch::publish::broker::start_local_broker(None).context("starting a local MQTT broker")?;
+            eprintln!("broker: {} on 127.0.0.1:{}", lb.kind(), lb.port());
+            let port = lb.port();
+            _local = lb;
+            ("127.0.0.1".to_string(), port)
+        }
+    };
+    let cfg = demo_config(&model, &clip, &host, port, fast, json)?;
+    eprintln!("clip: {}\nmodel: {}", clip.display(), model.display());
+
+    // The subscriber, printing what it receives.
+    let (sub_host, sub_port) = (host.clone(), port);
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rc = received.clone();
+    let listener = std::thread::Builder::new().name("demo-sub".into()).spawn(move || {
+        let mut out = CountingWriter {
+            inner: std::io::stdout(),
+            lines: rc,
+            quiet,
+        };
+        jetwatch::publish::listen::listen(
+            &sub_host,
+            sub_port,
+            "jetwatch/demo/+/detections",
+            &mut out,
+            jetwatch::publish::listen::ListenOptions {
+                max_messages: None,
+                timeout: Some(Duration::from_secs(600)),
+            },
+        )
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let built = pipeline::build::build(&cfg)?;
+    let labels = built.labels.clone();
+    let birth = pipeline::build::birth_message(&cfg, &built.backends);
+    eprintln!(
+        "decoder: {}, engine: {}, preprocess: {}, postprocess: {}",
+        built.backends.decoder, built.backends.engine, built.backends.preprocess, built.backends.postprocess
+    );
+    let (publisher, handle) = jetwatch::publish::mqtt::start(
+        jetwatch::publish::mqtt::PublisherConfig::from_config(&cfg, built.options.max_message_bytes),
+        birth,
+        clock.clone(),
+    )?;
+    let per_class = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
+    let gt = jetwatch::assets::shared_dir()
+        .map(|s| s.join(jetwatch::assets::DEMO_GT))
+        .filter(|p| clip.file_name().is_some_and(|n| n.to_string_lossy().starts_with("TUD-Campus")) && p.is_file())
+        .and_then(|p| jetwatch::eval::GroundTruth::load(&p).ok());
+    let eval = Arc::new(std::sync::Mutex::new(jetwatch::eval::Evaluator::default()));
+    let (pc, ev, gt2) = (per_class.clone(), eval.clone(), gt.clone());
+    let observer: pipeline::FrameObserver = Box::new(move |meta, dets| {
+        if let Ok(mut m) = pc.lock() {
+            for d in dets {
+                *m.entry(d.class).or_default() += 1;
+            }
+        }
+        if let (Some(gt), Ok(mut e)) = (&gt2, ev.lock()) {
+            e.add_frame(gt, meta.seq, dets, 0, 0.5);
+        }
+    });
+    let p = Pipeline::start(built.streams, built.stages, Box::new(publisher), built.options, clock, Some(observer))?;
+    stop_on_signal(p.stop_handle());
+    let report = p.wait();
+    let ps = handle.shutdown(Duration::from_secs(5));
+    // Let the subscriber catch the last messages.
+    let t = Instant::now();
+    while received.load(Ordering::Relaxed) < ps.sent && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(listener);
+
+    println!("\n== demo summary ==");
+    print_report(&report);
+    println!(
+        "mqtt: {} sent, {} received by the subscriber, {} dropped",
+        ps.sent,
+        received.load(Ordering::Relaxed),
+        ps.dropped
+    );
+    if let Ok(m) = per_class.lock() {
+        let mut line = String::from("detections by class:");
+        for (c, n) in m.iter() {
+            let name = labels.get(*c as usize).map(String::as_str).unwrap_or("?");
+            line.push_str(&format!(" {name}={n}"));
+        }
+        println!("{line}");
+    }
+    if gt.is_some() {
+        if let Ok(e) = eval.lock() {
+            println!(
+                "person vs TUD-Campus ground truth (IoU >= 0.5): recall {:.3}, precision {:.3} ({} of {} boxes)",
+                e.score.recall(),
+                e.score.precision(),
+                e.score.true_positives,
+                e.score.ground_truth
+            );
+        }
+    }
+    if let Some(f) = report.fatal {
+        bail!("{f}");
+    }
+    Ok(())
+}
+
+/// Passes subscriber output through (unless quiet) and counts detection lines.
+struct CountingWriter<W: Write> {
+    inner: W,
+    lines: Arc<std::sync::atomic::AtomicU64>,
+    quiet: bool,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.lines.fetch_add(n, Ordering::Relaxed);
+        if self.quiet {
+            Ok(buf.len())
+        } else {
+            self.inner.write(buf)
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn cmd_listen(host: &str, port: u16, topic: &str, count: Option<usize>, timeout: Option<f64>) -> Result<()> {
+    let mut out = std::io::stdout();
+    let s = jetwatch::publish::listen::listen(
+        host,
+        port,
+        topic,
+        &mut out,
+        jetwatch::publish::listen::ListenOptions {
+            max_messages: count,
+            timeout: timeout.map(Duration::from_secs_f64),
+        },
+    )?;
+    eprintln!("{s:?}");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_bench(clip: Option<PathBuf>, model: Option<PathBuf>, streams: usize, duration: f64, batch: usize, mode: &str, json: bool) -> Result<()> {
+    if streams == 0 || streams > 64 {
+        bail!("--streams must be 1..=64");
+    }
+    let need_shared = clip.is_none() || model.is_none();
+    let shared = if need_shared { Some(shared_or_bail()?) } else { None };
+    let clip = clip.unwrap_or_else(|| shared.as_ref().map(|s| s.join(jetwatch::assets::DEMO_CLIP)).unwrap_or_default());
+    let model = model.unwrap_or_else(|| shared.as_ref().map(|s| s.join(jetwatch::assets::DEMO_MODEL)).unwrap_or_default());
+    match mode {
+        "e2e" => {}
+        "decode" => return bench_decode(&clip, streams, duration, json),
+        other => bail!("--mode must be e2e or decode, not {other:?}"),
+    }
+    let mut cfg = demo_config(&model, &clip, "127.0.0.1", 1883, true, false)?;
+    cfg.cameras = (0..streams)
+        .map(|i| CameraConfig {
+            name: format!("cam{i}"),
+            url: clip.display().to_string(),
+            looping: true,
+            pacing: Pacing::Fast,
+            codec: None,
+        })
+        .collect();
+    cfg.pipeline.batch_size = batch;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let built = pipeline::build::build(&cfg)?;
+    let backends = built.backends.clone();
+    // The outbox without a broker: the bench measures the frame path, not the network.
+    let (publisher, handle) = jetwatch::publish::mqtt::start(
+        jetwatch::publish::mqtt::PublisherConfig::from_config(&cfg, built.options.max_message_bytes),
+        String::new(),
+        clock.clone(),
+    )?;
+    let p = Pipeline::start(built.streams, built.stages, Box::new(publisher), built.options, clock, None)?;
+    let stop = p.stop_handle();
+    stop_on_signal(stop.clone());
+    let t = Instant::now();
+    while t.elapsed().as_secs_f64() < duration && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let r = p.wait();
+    let _ = handle.shutdown(Duration::from_millis(100));
+    if json {
+        let v = serde_json::json!({
+            "mode": "e2e", "streams": streams, "batch": batch, "clip": clip, "model": model,
+            "backends": backends,
+            "frames": r.processed, "seconds": r.elapsed.as_secs_f64(), "fps": r.fps(),
+            "latency_p50_ms": r.latency.percentile(0.5) as f64 / 1e6, "latency_p99_ms": r.latency.percentile(0.99) as f64 / 1e6,
+            "preprocess_p50_ms": r.preprocess_time.percentile(0.5) as f64 / 1e6, "preprocess_p99_ms": r.preprocess_time.percentile(0.99) as f64 / 1e6,
+            "engine_p50_ms": r.engine_time.percentile(0.5) as f64 / 1e6, "engine_p99_ms": r.engine_time.percentile(0.99) as f64 / 1e6,
+            "postprocess_p50_ms": r.postprocess_time.percentile(0.5) as f64 / 1e6, "postprocess_p99_ms": r.postprocess_time.percentile(0.99) as f64 / 1e6,
+            "cpu_ms_per_frame": r.cpu_ms_per_frame(), "allocs_per_frame": r.allocs_per_frame(),
+            "dropped": r.streams.iter().map(|s| s.dropped_pool_empty + s.dropped_queue_full).sum::<u64>(),
+        });
+        println!("{v}");
+    } else {
+        println!("bench e2e: {streams} stream(s) of {}, batch {batch}, backends {backends:?}", clip.display());
+        print_report(&r);
+    }
+    Ok(())
+}
+
+#[cfg(feature = "nvdec")]
+fn bench_decode(clip: &Path, streams: usize, duration: f64, json: bool) -> Result<()> {
+    let r = jetwatch::bench_decode::bench_decode(clip, streams, Duration::from_secs_f64(duration), 0)?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{r:#?}");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "nvdec"))]
+fn bench_decode(_clip: &Path, _streams: usize, _duration: f64, _json: bool) -> Result<()> {
+    bail!("decode-only benchmarking measures NVDEC; this build lacks the `nvdec` feature (build with --features cuda13,nvdec)")
+}
+
+fn cmd_engine(cmd: EngineCmd) -> Result<()> {
+    match cmd {
+        EngineCmd::Build { .. } | EngineCmd::Inspect { .. } => {
+            bail!("{}", jetwatch::engine::tensorrt::missing_reason())
+        }
+    }
+}

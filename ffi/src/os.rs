@@ -30,3 +30,18 @@ pub fn find_library(names: &[&str]) -> Option<String> {
     }
     None
 }
+
+/// Installs `handler` for SIGINT and SIGTERM. The handler must be async-signal-safe (store
+/// to an atomic, nothing else).
+pub fn on_terminate(handler: extern "C" fn(libc::c_int)) {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `sigaction` is given a zero-initialised struct with a valid handler address
+        // and an empty mask; the handler only touches atomics (documented requirement).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}

@@ -16,6 +16,7 @@
 //! `jetwatch bench`) can prove the steady state allocates nothing.
 
 pub mod change;
+pub mod build;
 pub mod hist;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
