@@ -665,6 +665,19 @@ classes = ["person", 2]
     }
 
     #[test]
+    fn example_config_is_valid_and_matches_the_defaults() {
+        let c = parse(include_str!("../config/jetwatch.example.toml")).unwrap();
+        assert_eq!(c.broker, BrokerConfig::default());
+        assert_eq!(c.pipeline, PipelineConfig::default());
+        assert_eq!(c.publish, PublishConfig::default());
+        let m = ModelConfig {
+            path: c.model.path.clone(),
+            ..ModelConfig::default()
+        };
+        assert_eq!(c.model, m);
+    }
+
+    #[test]
     fn duplicate_camera_names_are_rejected() {
         let dup = format!("{GOOD}\n[[cameras]]\nname = \"cam1\"\nurl = \"b.h264\"\n");
         // The second [[cameras]] after [model] is still an array-of-tables entry.
