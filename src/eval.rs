@@ -39,7 +39,9 @@ impl GroundTruth {
                 return Err(format!("line {}: expected at least 7 columns", i + 1));
             }
             let num = |k: usize| -> Result<f32, String> {
-                cols[k].parse::<f32>().map_err(|e| format!("line {}: column {}: {e}", i + 1, k + 1))
+                cols[k]
+                    .parse::<f32>()
+                    .map_err(|e| format!("line {}: column {}: {e}", i + 1, k + 1))
             };
             let frame = num(0)? as i64;
             if frame < 1 {
@@ -62,7 +64,10 @@ impl GroundTruth {
     }
 
     pub fn boxes(&self) -> usize {
-        self.frames.values().map(|v| v.iter().filter(|b| b.evaluated).count()).sum()
+        self.frames
+            .values()
+            .map(|v| v.iter().filter(|b| b.evaluated).count())
+            .sum()
     }
 }
 
@@ -71,7 +76,9 @@ pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = iw * ih;
-    let ua = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0) + (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0) - inter;
+    let ua = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0)
+        + (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+        - inter;
     if ua <= 0.0 {
         0.0
     } else {
@@ -107,7 +114,14 @@ impl Evaluator {
     /// Matches the detections of class `class` in frame `frame` against the ground truth:
     /// greedy by descending score, each ground-truth box used once, IoU ≥ `iou_min`.
     /// Detections matching a "don't care" box are ignored. A frame is counted once.
-    pub fn add_frame(&mut self, gt: &GroundTruth, frame: u64, dets: &[Detection], class: u16, iou_min: f32) {
+    pub fn add_frame(
+        &mut self,
+        gt: &GroundTruth,
+        frame: u64,
+        dets: &[Detection],
+        class: u16,
+        iou_min: f32,
+    ) {
         if !self.frames_seen.insert(frame) {
             return;
         }
@@ -146,7 +160,15 @@ mod tests {
     use super::*;
 
     fn d(score: f32, x0: f32, y0: f32, x1: f32, y1: f32) -> Detection {
-        Detection { class: 0, score, x0, y0, x1, y1, track: 0 }
+        Detection {
+            class: 0,
+            score,
+            x0,
+            y0,
+            x1,
+            y1,
+            track: 0,
+        }
     }
 
     #[test]
@@ -156,13 +178,37 @@ mod tests {
         assert_eq!(gt.frames[&0].len(), 2);
         let mut ev = Evaluator::default();
         // Two detections on the first person (one duplicate), one miss elsewhere.
-        ev.add_frame(&gt, 0, &[d(0.9, 12.0, 10.0, 110.0, 210.0), d(0.8, 10.0, 12.0, 108.0, 208.0), d(0.7, 500.0, 0.0, 550.0, 50.0)], 0, 0.5);
-        assert_eq!(ev.score, Score { true_positives: 1, false_positives: 2, ground_truth: 2 });
+        ev.add_frame(
+            &gt,
+            0,
+            &[
+                d(0.9, 12.0, 10.0, 110.0, 210.0),
+                d(0.8, 10.0, 12.0, 108.0, 208.0),
+                d(0.7, 500.0, 0.0, 550.0, 50.0),
+            ],
+            0,
+            0.5,
+        );
+        assert_eq!(
+            ev.score,
+            Score {
+                true_positives: 1,
+                false_positives: 2,
+                ground_truth: 2
+            }
+        );
         assert!((ev.score.recall() - 0.5).abs() < 1e-9);
         // The same frame again is not counted twice; a don't-care match is not a false positive.
         ev.add_frame(&gt, 0, &[d(0.9, 12.0, 10.0, 110.0, 210.0)], 0, 0.5);
         ev.add_frame(&gt, 1, &[d(0.9, 0.0, 0.0, 10.0, 10.0)], 0, 0.5);
-        assert_eq!(ev.score, Score { true_positives: 1, false_positives: 2, ground_truth: 2 });
+        assert_eq!(
+            ev.score,
+            Score {
+                true_positives: 1,
+                false_positives: 2,
+                ground_truth: 2
+            }
+        );
         assert!(GroundTruth::parse("0,1,1,1,1,1,1").is_err());
         assert!(GroundTruth::parse("1,1,a,1,1,1,1").is_err());
     }

@@ -21,8 +21,8 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod engine;
-pub mod eval;
 pub mod error;
+pub mod eval;
 pub mod frame;
 #[cfg(feature = "cuda")]
 pub mod gpu;

@@ -18,7 +18,11 @@ use jetwatch::pipeline::{self, Pipeline, PipelineReport};
 static ALLOC: CountingAlloc = CountingAlloc;
 
 #[derive(Parser)]
-#[command(name = "jetwatch", version, about = "Edge video analytics: camera streams -> decode -> detector -> MQTT")]
+#[command(
+    name = "jetwatch",
+    version,
+    about = "Edge video analytics: camera streams -> decode -> detector -> MQTT"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -170,7 +174,12 @@ fn main() {
             cmd: ConfigCmd::Check { file },
         } => match Config::load(&file) {
             Ok(c) => {
-                println!("{}: ok ({} camera(s), model {})", file.display(), c.cameras.len(), c.model.path.display());
+                println!(
+                    "{}: ok ({} camera(s), model {})",
+                    file.display(),
+                    c.cameras.len(),
+                    c.model.path.display()
+                );
                 Ok(())
             }
             Err(e) => Err(anyhow::anyhow!("{e}")),
@@ -194,7 +203,8 @@ fn main() {
 
 /// Installs Ctrl-C / SIGTERM handling that sets the pipeline's stop flag.
 fn stop_on_signal(stop: Arc<std::sync::atomic::AtomicBool>) {
-    static STOP: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>> = std::sync::OnceLock::new();
+    static STOP: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>> =
+        std::sync::OnceLock::new();
     let _ = STOP.set(stop);
     extern "C" fn on_signal(_: libc::c_int) {
         if let Some(s) = STOP.get() {
@@ -211,18 +221,31 @@ fn cmd_run(path: &Path, max_frames: Option<u64>) -> Result<()> {
     built.options.max_frames = max_frames;
     let birth = pipeline::build::birth_message(&cfg, &built.backends);
     let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(&cfg, built.options.max_message_bytes),
+        jetwatch::publish::mqtt::PublisherConfig::from_config(
+            &cfg,
+            built.options.max_message_bytes,
+        ),
         birth,
         clock.clone(),
     )
     .context("starting the MQTT publisher")?;
     log::info!("backends: {:?}", built.backends);
-    let p = Pipeline::start(built.streams, built.stages, Box::new(publisher), built.options, clock, None)?;
+    let p = Pipeline::start(
+        built.streams,
+        built.stages,
+        Box::new(publisher),
+        built.options,
+        clock,
+        None,
+    )?;
     stop_on_signal(p.stop_handle());
     let report = p.wait();
     let ps = handle.shutdown(Duration::from_secs(5));
     print_report(&report);
-    println!("mqtt: sent {} dropped {} reconnects {}", ps.sent, ps.dropped, ps.reconnects);
+    println!(
+        "mqtt: sent {} dropped {} reconnects {}",
+        ps.sent, ps.dropped, ps.reconnects
+    );
     if let Some(f) = report.fatal {
         bail!("{f}");
     }
@@ -271,7 +294,14 @@ fn shared_or_bail() -> Result<PathBuf> {
     )
 }
 
-fn demo_config(model: &Path, clip: &Path, host: &str, port: u16, fast: bool, json: bool) -> Result<Config> {
+fn demo_config(
+    model: &Path,
+    clip: &Path,
+    host: &str,
+    port: u16,
+    fast: bool,
+    json: bool,
+) -> Result<Config> {
     let text = format!(
         r#"
 device_id = "demo"
@@ -298,12 +328,22 @@ metrics_interval_s = 0
     Config::parse(&text, Path::new("<demo>")).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn cmd_demo(model: Option<PathBuf>, clip: Option<PathBuf>, broker: Option<String>, fast: bool, json: bool, quiet: bool) -> Result<()> {
+fn cmd_demo(
+    model: Option<PathBuf>,
+    clip: Option<PathBuf>,
+    broker: Option<String>,
+    fast: bool,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
     let (model, clip) = match (model, clip) {
         (Some(m), Some(c)) => (m, c),
         (m, c) => {
             let shared = shared_or_bail()?;
-            (m.unwrap_or_else(|| shared.join(jetwatch::assets::DEMO_MODEL)), c.unwrap_or_else(|| shared.join(jetwatch::assets::DEMO_CLIP)))
+            (
+                m.unwrap_or_else(|| shared.join(jetwatch::assets::DEMO_MODEL)),
+                c.unwrap_or_else(|| shared.join(jetwatch::assets::DEMO_CLIP)),
+            )
         }
     };
     for (what, p) in [("model", &model), ("clip", &clip)] {
@@ -319,7 +359,8 @@ fn cmd_demo(model: Option<PathBuf>, clip: Option<PathBuf>, broker: Option<String
             (h.to_string(), p.parse::<u16>().context("--broker port")?)
         }
         None => {
-            let lb = jetwatch::publish::broker::start_local_broker(None).context("starting a local MQTT broker")?;
+            let lb = jetwatch::publish::broker::start_local_broker(None)
+                .context("starting a local MQTT broker")?;
             eprintln!("broker: {} on 127.0.0.1:{}", lb.kind(), lb.port());
             let port = lb.port();
             _local = lb;
@@ -333,23 +374,25 @@ fn cmd_demo(model: Option<PathBuf>, clip: Option<PathBuf>, broker: Option<String
     let (sub_host, sub_port) = (host.clone(), port);
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let rc = received.clone();
-    let listener = std::thread::Builder::new().name("demo-sub".into()).spawn(move || {
-        let mut out = CountingWriter {
-            inner: std::io::stdout(),
-            lines: rc,
-            quiet,
-        };
-        jetwatch::publish::listen::listen(
-            &sub_host,
-            sub_port,
-            "jetwatch/demo/+/detections",
-            &mut out,
-            jetwatch::publish::listen::ListenOptions {
-                max_messages: None,
-                timeout: Some(Duration::from_secs(600)),
-            },
-        )
-    })?;
+    let listener = std::thread::Builder::new()
+        .name("demo-sub".into())
+        .spawn(move || {
+            let mut out = CountingWriter {
+                inner: std::io::stdout(),
+                lines: rc,
+                quiet,
+            };
+            jetwatch::publish::listen::listen(
+                &sub_host,
+                sub_port,
+                "jetwatch/demo/+/detections",
+                &mut out,
+                jetwatch::publish::listen::ListenOptions {
+                    max_messages: None,
+                    timeout: Some(Duration::from_secs(600)),
+                },
+            )
+        })?;
     std::thread::sleep(Duration::from_millis(300));
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
@@ -358,17 +401,29 @@ fn cmd_demo(model: Option<PathBuf>, clip: Option<PathBuf>, broker: Option<String
     let birth = pipeline::build::birth_message(&cfg, &built.backends);
     eprintln!(
         "decoder: {}, engine: {}, preprocess: {}, postprocess: {}",
-        built.backends.decoder, built.backends.engine, built.backends.preprocess, built.backends.postprocess
+        built.backends.decoder,
+        built.backends.engine,
+        built.backends.preprocess,
+        built.backends.postprocess
     );
     let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(&cfg, built.options.max_message_bytes),
+        jetwatch::publish::mqtt::PublisherConfig::from_config(
+            &cfg,
+            built.options.max_message_bytes,
+        ),
         birth,
         clock.clone(),
     )?;
-    let per_class = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
+    let per_class = Arc::new(std::sync::Mutex::new(
+        std::collections::BTreeMap::<u16, u64>::new(),
+    ));
     let gt = jetwatch::assets::shared_dir()
         .map(|s| s.join(jetwatch::assets::DEMO_GT))
-        .filter(|p| clip.file_name().is_some_and(|n| n.to_string_lossy().starts_with("TUD-Campus")) && p.is_file())
+        .filter(|p| {
+            clip.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("TUD-Campus"))
+                && p.is_file()
+        })
         .and_then(|p| jetwatch::eval::GroundTruth::load(&p).ok());
     let eval = Arc::new(std::sync::Mutex::new(jetwatch::eval::Evaluator::default()));
     let (pc, ev, gt2) = (per_class.clone(), eval.clone(), gt.clone());
@@ -382,7 +437,14 @@ fn cmd_demo(model: Option<PathBuf>, clip: Option<PathBuf>, broker: Option<String
             e.add_frame(gt, meta.seq, dets, 0, 0.5);
         }
     });
-    let p = Pipeline::start(built.streams, built.stages, Box::new(publisher), built.options, clock, Some(observer))?;
+    let p = Pipeline::start(
+        built.streams,
+        built.stages,
+        Box::new(publisher),
+        built.options,
+        clock,
+        Some(observer),
+    )?;
     stop_on_signal(p.stop_handle());
     let report = p.wait();
     let ps = handle.shutdown(Duration::from_secs(5));
@@ -448,7 +510,13 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-fn cmd_listen(host: &str, port: u16, topic: &str, count: Option<usize>, timeout: Option<f64>) -> Result<()> {
+fn cmd_listen(
+    host: &str,
+    port: u16,
+    topic: &str,
+    count: Option<usize>,
+    timeout: Option<f64>,
+) -> Result<()> {
     let mut out = std::io::stdout();
     let s = jetwatch::publish::listen::listen(
         host,
@@ -465,14 +533,36 @@ fn cmd_listen(host: &str, port: u16, topic: &str, count: Option<usize>, timeout:
 }
 
 #[allow(clippy::too_many_arguments)]
-fn cmd_bench(clip: Option<PathBuf>, model: Option<PathBuf>, streams: usize, duration: f64, batch: usize, mode: &str, json: bool) -> Result<()> {
+fn cmd_bench(
+    clip: Option<PathBuf>,
+    model: Option<PathBuf>,
+    streams: usize,
+    duration: f64,
+    batch: usize,
+    mode: &str,
+    json: bool,
+) -> Result<()> {
     if streams == 0 || streams > 64 {
         bail!("--streams must be 1..=64");
     }
     let need_shared = clip.is_none() || model.is_none();
-    let shared = if need_shared { Some(shared_or_bail()?) } else { None };
-    let clip = clip.unwrap_or_else(|| shared.as_ref().map(|s| s.join(jetwatch::assets::DEMO_CLIP)).unwrap_or_default());
-    let model = model.unwrap_or_else(|| shared.as_ref().map(|s| s.join(jetwatch::assets::DEMO_MODEL)).unwrap_or_default());
+    let shared = if need_shared {
+        Some(shared_or_bail()?)
+    } else {
+        None
+    };
+    let clip = clip.unwrap_or_else(|| {
+        shared
+            .as_ref()
+            .map(|s| s.join(jetwatch::assets::DEMO_CLIP))
+            .unwrap_or_default()
+    });
+    let model = model.unwrap_or_else(|| {
+        shared
+            .as_ref()
+            .map(|s| s.join(jetwatch::assets::DEMO_MODEL))
+            .unwrap_or_default()
+    });
     match mode {
         "e2e" => {}
         "decode" => return bench_decode(&clip, streams, duration, json),
@@ -494,11 +584,21 @@ fn cmd_bench(clip: Option<PathBuf>, model: Option<PathBuf>, streams: usize, dura
     let backends = built.backends.clone();
     // The outbox without a broker: the bench measures the frame path, not the network.
     let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(&cfg, built.options.max_message_bytes),
+        jetwatch::publish::mqtt::PublisherConfig::from_config(
+            &cfg,
+            built.options.max_message_bytes,
+        ),
         String::new(),
         clock.clone(),
     )?;
-    let p = Pipeline::start(built.streams, built.stages, Box::new(publisher), built.options, clock, None)?;
+    let p = Pipeline::start(
+        built.streams,
+        built.stages,
+        Box::new(publisher),
+        built.options,
+        clock,
+        None,
+    )?;
     let stop = p.stop_handle();
     stop_on_signal(stop.clone());
     let t = Instant::now();
@@ -522,7 +622,10 @@ fn cmd_bench(clip: Option<PathBuf>, model: Option<PathBuf>, streams: usize, dura
         });
         println!("{v}");
     } else {
-        println!("bench e2e: {streams} stream(s) of {}, batch {batch}, backends {backends:?}", clip.display());
+        println!(
+            "bench e2e: {streams} stream(s) of {}, batch {batch}, backends {backends:?}",
+            clip.display()
+        );
         print_report(&r);
     }
     Ok(())
@@ -530,7 +633,8 @@ fn cmd_bench(clip: Option<PathBuf>, model: Option<PathBuf>, streams: usize, dura
 
 #[cfg(feature = "nvdec")]
 fn bench_decode(clip: &Path, streams: usize, duration: f64, json: bool) -> Result<()> {
-    let r = jetwatch::bench_decode::bench_decode(clip, streams, Duration::from_secs_f64(duration), 0)?;
+    let r =
+        jetwatch::bench_decode::bench_decode(clip, streams, Duration::from_secs_f64(duration), 0)?;
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

@@ -58,8 +58,17 @@ fn run(cfg: &Config, port: u16) -> Run {
     .expect("publisher");
     let observed = Arc::new(Mutex::new(Vec::new()));
     let o = observed.clone();
-    let observer: pipeline::FrameObserver = Box::new(move |m, d| o.lock().unwrap().push((m.seq, d.to_vec())));
-    let p = Pipeline::start(built.streams, built.stages, Box::new(publisher), built.options, clock, Some(observer)).unwrap();
+    let observer: pipeline::FrameObserver =
+        Box::new(move |m, d| o.lock().unwrap().push((m.seq, d.to_vec())));
+    let p = Pipeline::start(
+        built.streams,
+        built.stages,
+        Box::new(publisher),
+        built.options,
+        clock,
+        Some(observer),
+    )
+    .unwrap();
     let report = p.wait();
     let stats = handle.shutdown(Duration::from_secs(10));
     collector.wait_for(stats.sent as usize, Duration::from_secs(10));
@@ -75,7 +84,9 @@ fn run(cfg: &Config, port: u16) -> Run {
 
 #[test]
 fn tud_campus_detections_reach_a_subscriber_and_match_ground_truth() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let broker = common::Mosquitto::start();
     let cfg = config(&shared, broker.port, "postcard", "");
     let r = run(&cfg, broker.port);
@@ -83,11 +94,23 @@ fn tud_campus_detections_reach_a_subscriber_and_match_ground_truth() {
     // Every one of the clip's 71 pictures is decoded and processed (fast pacing drops none
     // only if the pool never runs dry, which it must not at batch 1 with 4 in flight).
     assert_eq!(r.report.streams[0].decoded, 71, "{:?}", r.report.streams[0]);
-    assert_eq!(r.report.processed + r.report.streams[0].dropped_pool_empty + r.report.streams[0].dropped_queue_full, 71);
+    assert_eq!(
+        r.report.processed
+            + r.report.streams[0].dropped_pool_empty
+            + r.report.streams[0].dropped_queue_full,
+        71
+    );
     assert_eq!(r.report.streams[0].error, None);
     // What was published is what the subscriber got, in order, and it decodes.
-    assert_eq!(r.sent, r.report.published, "publisher acked every queued message");
-    assert_eq!(r.received.len() as u64, r.sent, "subscriber received every message");
+    assert_eq!(
+        r.sent, r.report.published,
+        "publisher acked every queued message"
+    );
+    assert_eq!(
+        r.received.len() as u64,
+        r.sent,
+        "subscriber received every message"
+    );
     let gt = GroundTruth::load(&shared.join("media/gt/TUD-Campus/gt.txt")).unwrap();
     let mut ev = Evaluator::default();
     let mut last_seq = None;
@@ -123,7 +146,9 @@ fn tud_campus_detections_reach_a_subscriber_and_match_ground_truth() {
 
 #[test]
 fn json_format_carries_the_same_detections_as_the_observer_saw() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let broker = common::Mosquitto::start();
     let cfg = config(&shared, broker.port, "json", "");
     let r = run(&cfg, broker.port);
@@ -141,20 +166,38 @@ fn json_format_carries_the_same_detections_as_the_observer_saw() {
         assert_eq!(dets.len(), want.len(), "frame {seq}");
         for (a, b) in dets.iter().zip(want) {
             assert_eq!(a.class, b.class);
-            assert!((a.score - b.score).abs() < 0.01, "score {} vs {}", a.score, b.score);
-            assert!((a.x0 - b.x0).abs() <= 1.0 && (a.y1 - b.y1).abs() <= 1.0, "box {a:?} vs {b:?}");
+            assert!(
+                (a.score - b.score).abs() < 0.01,
+                "score {} vs {}",
+                a.score,
+                b.score
+            );
+            assert!(
+                (a.x0 - b.x0).abs() <= 1.0 && (a.y1 - b.y1).abs() <= 1.0,
+                "box {a:?} vs {b:?}"
+            );
         }
     }
 }
 
 #[test]
 fn on_change_mode_publishes_fewer_messages_than_every_frame() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let broker = common::Mosquitto::start();
     let every = run(&config(&shared, broker.port, "postcard", ""), broker.port);
-    let change = run(&config(&shared, broker.port, "postcard", "mode = \"on_change\""), broker.port);
+    let change = run(
+        &config(&shared, broker.port, "postcard", "mode = \"on_change\""),
+        broker.port,
+    );
     assert!(change.sent > 0);
-    assert!(change.sent < every.sent, "on_change {} vs every_frame {}", change.sent, every.sent);
+    assert!(
+        change.sent < every.sent,
+        "on_change {} vs every_frame {}",
+        change.sent,
+        every.sent
+    );
     assert_eq!(change.received.len() as u64, change.sent);
 }
 

@@ -21,7 +21,9 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 #[test]
 fn steady_state_pipeline_makes_zero_allocations_per_frame() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let broker = common::Mosquitto::start();
     let text = format!(
         r#"
@@ -53,23 +55,50 @@ metrics_interval_s = 1
     built.options.warmup_frames = 40;
     built.options.max_frames = Some(240);
     let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(&cfg, built.options.max_message_bytes),
+        jetwatch::publish::mqtt::PublisherConfig::from_config(
+            &cfg,
+            built.options.max_message_bytes,
+        ),
         pipeline::build::birth_message(&cfg, &built.backends),
         clock.clone(),
     )
     .unwrap();
     let before = jetwatch::alloc_count::total();
-    let p = Pipeline::start(built.streams, built.stages, Box::new(publisher), built.options, clock, None).unwrap();
+    let p = Pipeline::start(
+        built.streams,
+        built.stages,
+        Box::new(publisher),
+        built.options,
+        clock,
+        None,
+    )
+    .unwrap();
     let r = p.wait();
     let _ = handle.shutdown(Duration::from_secs(5));
-    assert!(jetwatch::alloc_count::total() > before, "the counting allocator is active");
+    assert!(
+        jetwatch::alloc_count::total() > before,
+        "the counting allocator is active"
+    );
     assert!(r.fatal.is_none(), "{:?}", r.fatal);
-    assert!(r.steady_frames_infer >= 150, "steady frames {}", r.steady_frames_infer);
+    assert!(
+        r.steady_frames_infer >= 150,
+        "steady frames {}",
+        r.steady_frames_infer
+    );
     assert!(r.published > 0);
     // The clip loops (71 frames) twice or more per stream: the loop path is covered too.
     for s in &r.streams {
-        assert!(s.steady_units >= 60, "{}: {} steady access units", s.name, s.steady_units);
-        assert_eq!(s.steady_allocs, 0, "decode thread {} allocated {} times in {} access units", s.name, s.steady_allocs, s.steady_units);
+        assert!(
+            s.steady_units >= 60,
+            "{}: {} steady access units",
+            s.name,
+            s.steady_units
+        );
+        assert_eq!(
+            s.steady_allocs, 0,
+            "decode thread {} allocated {} times in {} access units",
+            s.name, s.steady_allocs, s.steady_units
+        );
     }
     assert_eq!(
         r.steady_allocs_infer, 0,

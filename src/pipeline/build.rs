@@ -51,7 +51,11 @@ pub enum BuildError {
 }
 
 /// Opens a decoder for one stream according to the configured choice.
-pub fn open_decoder(choice: DecoderChoice, info: &StreamInfo, cfg: &Config) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
+pub fn open_decoder(
+    choice: DecoderChoice,
+    info: &StreamInfo,
+    cfg: &Config,
+) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
     let p = &cfg.pipeline;
     let pool = p.frames_in_flight;
     let hw_hint = " (H.265 needs a hardware decoder: NVDEC on a dGPU with `--features nvdec`, or the Jetson decoder)";
@@ -118,7 +122,9 @@ fn open_ort(cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
     use crate::engine::ort::{OrtDevice, OrtEngine, OrtOptions};
     let device = match cfg.pipeline.device {
         DeviceChoice::Cpu | DeviceChoice::Auto => OrtDevice::Cpu,
-        DeviceChoice::Cuda => OrtDevice::Cuda { device: cfg.pipeline.gpu },
+        DeviceChoice::Cuda => OrtDevice::Cuda {
+            device: cfg.pipeline.gpu,
+        },
     };
     let e = OrtEngine::load(
         &cfg.model,
@@ -149,11 +155,15 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
     let mut streams = Vec::with_capacity(cfg.cameras.len());
     let mut decoder_name = "none";
     for cam in &cfg.cameras {
-        let path = cam.file_path().ok_or_else(|| BuildError::Config(format!("camera {:?}: not a file source", cam.name)))?;
-        let source = crate::source::file::open_file(&path, cam.codec, cam.looping, p.max_access_unit_bytes).map_err(|e| BuildError::Source {
-            camera: cam.name.clone(),
-            source: e,
+        let path = cam.file_path().ok_or_else(|| {
+            BuildError::Config(format!("camera {:?}: not a file source", cam.name))
         })?;
+        let source =
+            crate::source::file::open_file(&path, cam.codec, cam.looping, p.max_access_unit_bytes)
+                .map_err(|e| BuildError::Source {
+                    camera: cam.name.clone(),
+                    source: e,
+                })?;
         let info = source.info().clone();
         if info.width > p.max_width || info.height > p.max_height {
             return Err(BuildError::Config(format!(
@@ -161,10 +171,11 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
                 cam.name, info.width, info.height, p.max_width, p.max_height
             )));
         }
-        let (decoder, name) = open_decoder(p.decoder, &info, cfg).map_err(|e| BuildError::Decoder {
-            camera: cam.name.clone(),
-            source: e,
-        })?;
+        let (decoder, name) =
+            open_decoder(p.decoder, &info, cfg).map_err(|e| BuildError::Decoder {
+                camera: cam.name.clone(),
+                source: e,
+            })?;
         decoder_name = name;
         log::info!(
             "camera {}: {} {}x{} {:?} fps, {:?}, decoder {}",
@@ -184,23 +195,27 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
         });
     }
     let preprocess = Box::new(crate::preprocess::cpu::CpuPreprocess::new(model.preprocess));
-    let postprocess = Box::new(crate::postprocess::cpu::CpuPostprocess::new(
-        model.head,
-        PostprocessOptions {
-            score_threshold: cfg.model.score_threshold,
-            iou_threshold: cfg.model.iou_threshold,
-            max_detections: cfg.model.max_detections,
-            class_filter,
-        },
-        p.batch_size,
-    ));
+    let postprocess = Box::new(
+        crate::postprocess::cpu::CpuPostprocess::new(
+            model.head,
+            PostprocessOptions {
+                score_threshold: cfg.model.score_threshold,
+                iou_threshold: cfg.model.iou_threshold,
+                max_detections: cfg.model.max_detections,
+                class_filter,
+            },
+            p.batch_size,
+        )
+        .map_err(|e| BuildError::Config(e.to_string()))?,
+    );
     let backends = Backends {
         decoder: decoder_name,
         engine: engine.backend().to_string(),
         preprocess: "cpu",
         postprocess: "cpu",
     };
-    let max_message_bytes = crate::wire::max_encoded_len(cfg.publish.format, cfg.model.max_detections, &labels);
+    let max_message_bytes =
+        crate::wire::max_encoded_len(cfg.publish.format, cfg.model.max_detections, &labels);
     let options = PipelineOptions {
         batch_size: p.batch_size,
         batch_timeout: Duration::from_millis(p.batch_timeout_ms),
@@ -209,7 +224,8 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
         wire_format: cfg.publish.format,
         publish_mode: cfg.publish.mode,
         min_interval: Duration::from_millis(cfg.publish.min_interval_ms),
-        metrics_interval: (cfg.publish.metrics_interval_s > 0).then(|| Duration::from_secs(cfg.publish.metrics_interval_s)),
+        metrics_interval: (cfg.publish.metrics_interval_s > 0)
+            .then(|| Duration::from_secs(cfg.publish.metrics_interval_s)),
         labels: labels.clone(),
         max_frames: None,
         warmup_frames: 30,

@@ -15,8 +15,8 @@
 //! Each thread records its own allocation count after warm-up, so a test (and
 //! `jetwatch bench`) can prove the steady state allocates nothing.
 
-pub mod change;
 pub mod build;
+pub mod change;
 pub mod hist;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -18,7 +18,11 @@ pub fn shared() -> Option<PathBuf> {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A mosquitto broker on 127.0.0.1, killed on drop.
@@ -38,7 +42,11 @@ impl Mosquitto {
         let dir = std::env::temp_dir().join(format!("jw-mosq-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("m.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
         let child = Command::new(bin)
             .arg("-c")
             .arg(&conf)
@@ -48,10 +56,17 @@ impl Mosquitto {
             .expect("start mosquitto");
         let t = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "mosquitto did not start on port {port}");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "mosquitto did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Mosquitto { child, port, _dir: dir }
+        Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 }
 
@@ -70,7 +85,8 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(port: u16, filter: &str) -> Collector {
-        let mut o = rumqttc::MqttOptions::new(format!("collector-{}", free_port()), "127.0.0.1", port);
+        let mut o =
+            rumqttc::MqttOptions::new(format!("collector-{}", free_port()), "127.0.0.1", port);
         o.set_keep_alive(Duration::from_secs(30));
         o.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut conn) = rumqttc::Client::new(o, 1000);
@@ -83,7 +99,9 @@ impl Collector {
             for ev in conn.iter() {
                 match ev {
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                        m.lock().unwrap().push((p.topic.clone(), p.payload.to_vec()));
+                        m.lock()
+                            .unwrap()
+                            .push((p.topic.clone(), p.payload.to_vec()));
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
                         s2.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -95,7 +113,10 @@ impl Collector {
         });
         let t = Instant::now();
         while !subscribed.load(std::sync::atomic::Ordering::SeqCst) {
-            assert!(t.elapsed() < Duration::from_secs(10), "no SUBACK from the broker");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no SUBACK from the broker"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         Collector { messages, client }
