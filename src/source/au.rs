@@ -205,10 +205,6 @@ impl NalList {
         self.too_many = false;
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.n == 0 && self.total == 0
-    }
-
     pub(crate) fn push(&mut self, codec: Codec, nal: &[u8]) {
         let t = nal_type(codec, nal);
         self.has_vcl |= is_vcl(codec, t);

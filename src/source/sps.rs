@@ -444,7 +444,7 @@ pub fn parse_h265_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
         return Err(SpsError::Invalid("sps_max_sub_layers_minus1"));
     }
     r.skip(1)?; // sps_temporal_id_nesting_flag
-    // general_profile_idc is the low 5 bits of the first PTL byte.
+                // general_profile_idc is the low 5 bits of the first PTL byte.
     let profile_idc = buf.get(1).map_or(0, |b| b & 0x1f);
     let level_idc = skip_profile_tier_level(&mut r, max_sub_layers_minus1)?;
     r.ue_max(15, "sps_seq_parameter_set_id")?;
@@ -475,7 +475,9 @@ pub fn parse_h265_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     let crop_w = sub_w * (cl as u64 + cr as u64);
     let crop_h = sub_h * (ct as u64 + cb as u64);
     if crop_w >= width as u64 || crop_h >= height as u64 {
-        return Err(SpsError::Invalid("conformance window removes the whole picture"));
+        return Err(SpsError::Invalid(
+            "conformance window removes the whole picture",
+        ));
     }
     let out_w = width - crop_w as u32;
     let out_h = height - crop_h as u32;
