@@ -232,12 +232,14 @@ impl FileSource {
                     "neither MP4 ('ftyp' box) nor Annex-B (no 00 00 01 start code)",
                 ))
             }
-            Some(i) if data[..i].iter().any(|&b| b != 0) => return Err(format_err(
-                path,
-                format!(
+            Some(i) if data[..i].iter().any(|&b| b != 0) => {
+                return Err(format_err(
+                    path,
+                    format!(
                     "not an Annex-B stream: {i} bytes of other data before the first start code"
                 ),
-            )),
+                ))
+            }
             Some(_) => {}
         }
         let codec = codec_hint
