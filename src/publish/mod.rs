@@ -40,3 +40,8 @@ pub mod broker;
 pub mod listen;
 pub mod mqtt;
 pub mod outbox;
+
+pub use broker::{start_local_broker, LocalBroker};
+pub use listen::{listen, ListenOptions, ListenSummary};
+pub use mqtt::{start, PublishError, PublisherConfig, PublisherHandle};
+pub use outbox::OutboxPublisher;
