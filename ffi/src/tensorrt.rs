@@ -134,6 +134,11 @@ extern "C" {
         output_type: *mut i32,
     ) -> jw_trt_status;
     pub fn jw_trt_build_set_gpu_fallback(b: *mut jw_trt_build, allow: i32) -> jw_trt_status;
+    pub fn jw_trt_build_set_progress(
+        b: *mut jw_trt_build,
+        progress: jw_trt_progress_fn,
+        user: *mut c_void,
+    ) -> jw_trt_status;
     pub fn jw_trt_build_run(b: *mut jw_trt_build, plan: *mut *mut jw_trt_blob) -> jw_trt_status;
     pub fn jw_trt_build_timing_cache(
         b: *const jw_trt_build,

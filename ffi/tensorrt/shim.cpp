@@ -173,6 +173,13 @@ public:
         }
     }
 
+    void set(jw_trt_progress_fn fn, void* user)
+    {
+        mFn = fn;
+        mUser = user;
+        mCancelled = false;
+    }
+
     bool cancelled() const
     {
         return mCancelled;
@@ -702,6 +709,16 @@ jw_trt_status jw_trt_build_set_gpu_fallback(jw_trt_build* b, int32_t allow)
         }
         return JW_TRT_OK;
     });
+}
+
+jw_trt_status jw_trt_build_set_progress(jw_trt_build* b, jw_trt_progress_fn progress, void* user)
+{
+    if (b == nullptr || !b->monitor)
+    {
+        return fail(JW_TRT_ERR_INVALID, "jw_trt_build_set_progress: null argument");
+    }
+    b->monitor->set(progress, user);
+    return JW_TRT_OK;
 }
 
 jw_trt_status jw_trt_build_run(jw_trt_build* b, jw_trt_blob** plan)

@@ -135,6 +135,9 @@ jw_trt_status jw_trt_build_layer(const jw_trt_build* b, int32_t index, const cha
     int32_t* can_run_on_dla, int32_t* output_type);
 /* Allows (1) or forbids (0) GPU fallback for layers the DLA cannot run (kGPU_FALLBACK). */
 jw_trt_status jw_trt_build_set_gpu_fallback(jw_trt_build* b, int32_t allow);
+/* Replaces the progress callback (NULL: none). The callback is only called from inside
+ * jw_trt_build_run, on the calling thread. */
+jw_trt_status jw_trt_build_set_progress(jw_trt_build* b, jw_trt_progress_fn progress, void* user);
 /* IBuilder::buildSerializedNetwork. Returns the plan. Progress is forwarded meanwhile. */
 jw_trt_status jw_trt_build_run(jw_trt_build* b, jw_trt_blob** plan);
 /* The (updated) timing cache, serialised. */
