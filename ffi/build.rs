@@ -68,13 +68,17 @@ fn build_tensorrt_shim() {
         .extra_warnings(true)
         .warnings_into_errors(true);
     // Vendor headers as system headers: their own deprecation warnings are not ours.
-    build.flag("-isystem").flag(trt.as_os_str().to_str().unwrap_or_else(|| {
-        fail("TENSORRT_INCLUDE is not valid UTF-8");
-    }));
-    if let Some(c) = &cuda {
-        build.flag("-isystem").flag(c.as_os_str().to_str().unwrap_or_else(|| {
-            fail("CUDA_INCLUDE is not valid UTF-8");
+    build
+        .flag("-isystem")
+        .flag(trt.as_os_str().to_str().unwrap_or_else(|| {
+            fail("TENSORRT_INCLUDE is not valid UTF-8");
         }));
+    if let Some(c) = &cuda {
+        build
+            .flag("-isystem")
+            .flag(c.as_os_str().to_str().unwrap_or_else(|| {
+                fail("CUDA_INCLUDE is not valid UTF-8");
+            }));
     }
     build.compile("jetwatch_trt_shim");
     println!("cargo:rustc-link-lib=dylib=dl");

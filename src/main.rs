@@ -649,9 +649,31 @@ fn bench_decode(_clip: &Path, _streams: usize, _duration: f64, _json: bool) -> R
 }
 
 fn cmd_engine(cmd: EngineCmd) -> Result<()> {
+    use jetwatch::engine::tensorrt::{
+        engine_build, engine_inspect, BatchProfile, DlaPolicy, EngineBuildArgs,
+    };
     match cmd {
-        EngineCmd::Build { .. } | EngineCmd::Inspect { .. } => {
-            bail!("{}", jetwatch::engine::tensorrt::missing_reason())
+        EngineCmd::Build {
+            model,
+            dla,
+            policy,
+            batch,
+            cache,
+        } => {
+            let mut args = EngineBuildArgs::new(&model);
+            args.cache_dir = cache;
+            args.dla_core = dla;
+            args.dla_policy = policy
+                .parse::<DlaPolicy>()
+                .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+            args.batch = BatchProfile::fixed(batch);
+            let report = engine_build(&args, &mut |line| eprintln!("{line}"))?;
+            print!("{report}");
+            Ok(())
+        }
+        EngineCmd::Inspect { plan } => {
+            print!("{}", engine_inspect(&plan)?);
+            Ok(())
         }
     }
 }

@@ -15,7 +15,11 @@ fn jetwatch(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn no_panic(o: &Output) {
@@ -47,7 +51,11 @@ fn write_config(dir: &Path, clip: &Path, model: &Path, extra: &str) -> PathBuf {
 
 #[test]
 fn config_check_accepts_the_example_and_rejects_typos_with_line_and_hint() {
-    let ok = jetwatch(&["config", "check", concat!(env!("CARGO_MANIFEST_DIR"), "/config/jetwatch.example.toml")]);
+    let ok = jetwatch(&[
+        "config",
+        "check",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/jetwatch.example.toml"),
+    ]);
     assert!(ok.status.success(), "{}", text(&ok));
     let dir = tmpdir("cfg");
     let bad = dir.join("bad.toml");
@@ -56,11 +64,18 @@ fn config_check_accepts_the_example_and_rejects_typos_with_line_and_hint() {
     no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
-    assert!(t.contains("bad.toml:6") && t.contains("unknown field `pacin`") && t.contains("hint:"), "{t}");
+    assert!(
+        t.contains("bad.toml:6") && t.contains("unknown field `pacin`") && t.contains("hint:"),
+        "{t}"
+    );
     std::fs::write(&bad, "device_id = \"x\"\n[[cameras]]\nname = \"a\"\nurl = \"a.mp4\"\n[model]\npath = \"m.onnx\"\niou_threshold = -1\n").unwrap();
     let o = jetwatch(&["config", "check", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("bad.toml:7: `iou_threshold`"), "{}", text(&o));
+    assert!(
+        text(&o).contains("bad.toml:7: `iou_threshold`"),
+        "{}",
+        text(&o)
+    );
     let o = jetwatch(&["config", "check", "/nonexistent/jetwatch.toml"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("cannot read"), "{}", text(&o));
@@ -68,7 +83,9 @@ fn config_check_accepts_the_example_and_rejects_typos_with_line_and_hint() {
 
 #[test]
 fn missing_model_and_missing_clip_are_clear_errors() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let dir = tmpdir("missing");
     let clip = shared.join("media/TUD-Campus_h264.mp4");
     let cfg = write_config(&dir, &clip, &dir.join("no-such-model.onnx"), "");
@@ -77,7 +94,12 @@ fn missing_model_and_missing_clip_are_clear_errors() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("no-such-model.onnx"), "{}", text(&o));
 
-    let cfg = write_config(&dir, &dir.join("no-such-clip.mp4"), &shared.join("models/yolo11n_320_fp32.onnx.gz"), "");
+    let cfg = write_config(
+        &dir,
+        &dir.join("no-such-clip.mp4"),
+        &shared.join("models/yolo11n_320_fp32.onnx.gz"),
+        "",
+    );
     let o = jetwatch(&["run", "--config", cfg.to_str().unwrap()]);
     no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
@@ -86,7 +108,9 @@ fn missing_model_and_missing_clip_are_clear_errors() {
 
 #[test]
 fn a_file_that_is_not_a_model_is_rejected() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let dir = tmpdir("notmodel");
     let fake = dir.join("fake.onnx");
     std::fs::write(&fake, b"this is not an ONNX file").unwrap();
@@ -99,9 +123,16 @@ fn a_file_that_is_not_a_model_is_rejected() {
 
 #[test]
 fn h265_without_a_hardware_decoder_names_the_hardware_path() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let dir = tmpdir("h265");
-    let cfg = write_config(&dir, &shared.join("media/TUD-Campus_h265.mp4"), &shared.join("models/yolo11n_320_fp32.onnx.gz"), "[pipeline]\ndecoder = \"software\"\n");
+    let cfg = write_config(
+        &dir,
+        &shared.join("media/TUD-Campus_h265.mp4"),
+        &shared.join("models/yolo11n_320_fp32.onnx.gz"),
+        "[pipeline]\ndecoder = \"software\"\n",
+    );
     let o = jetwatch(&["run", "--config", cfg.to_str().unwrap()]);
     no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
@@ -111,7 +142,9 @@ fn h265_without_a_hardware_decoder_names_the_hardware_path() {
 
 #[test]
 fn truncated_and_corrupted_streams_finish_with_damage_counted() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let dir = tmpdir("damaged");
     let orig = std::fs::read(shared.join("media/TUD-Campus.h264")).unwrap();
     // Cut mid-way through a picture.
@@ -156,5 +189,8 @@ fn engine_build_without_tensorrt_says_what_is_missing() {
     no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
-    assert!(t.contains("TensorRT") && (t.contains("libnvinfer") || t.contains("tensorrt")), "{t}");
+    assert!(
+        t.contains("TensorRT") && (t.contains("libnvinfer") || t.contains("tensorrt")),
+        "{t}"
+    );
 }

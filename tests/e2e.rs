@@ -16,6 +16,24 @@ use jetwatch::pipeline::{self, Pipeline};
 use jetwatch::postprocess::Detection;
 
 fn config(shared: &Path, port: u16, format: &str, extra: &str) -> Config {
+    config_with(
+        shared,
+        "media/TUD-Campus_h264.mp4",
+        "models/yolov8n_fp32.onnx.gz",
+        port,
+        format,
+        extra,
+    )
+}
+
+fn config_with(
+    shared: &Path,
+    clip: &str,
+    model: &str,
+    port: u16,
+    format: &str,
+    extra: &str,
+) -> Config {
     let text = format!(
         r#"
 device_id = "e2e"
@@ -32,8 +50,8 @@ format = "{format}"
 metrics_interval_s = 0
 {extra}
 "#,
-        clip = shared.join("media/TUD-Campus_h264.mp4").display(),
-        model = shared.join("models/yolov8n_fp32.onnx.gz").display(),
+        clip = shared.join(clip).display(),
+        model = shared.join(model).display(),
     );
     Config::parse(&text, Path::new("e2e.toml")).unwrap()
 }
@@ -46,9 +64,14 @@ struct Run {
 }
 
 fn run(cfg: &Config, port: u16) -> Run {
+    run_frames(cfg, port, None)
+}
+
+fn run_frames(cfg: &Config, port: u16, max_frames: Option<u64>) -> Run {
     let collector = common::Collector::start(port, "jetwatch/e2e/+/detections");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-    let built = pipeline::build::build(cfg).expect("build pipeline");
+    let mut built = pipeline::build::build(cfg).expect("build pipeline");
+    built.options.max_frames = max_frames;
     let birth = pipeline::build::birth_message(cfg, &built.backends);
     let (publisher, handle) = jetwatch::publish::mqtt::start(
         jetwatch::publish::mqtt::PublisherConfig::from_config(cfg, built.options.max_message_bytes),
@@ -186,12 +209,43 @@ fn on_change_mode_publishes_fewer_messages_than_every_frame() {
         return;
     };
     let broker = common::Mosquitto::start();
-    let every = run(&config(&shared, broker.port, "postcard", ""), broker.port);
-    let change = run(
-        &config(&shared, broker.port, "postcard", "mode = \"on_change\""),
-        broker.port,
+    // A static scene: one real frame of the clip, repeated 30 times (tools/make-still-clip.sh).
+    let dir = std::env::temp_dir().join(format!("jw-e2e-still-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let still = dir.join("still.mp4");
+    let ok = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tools/make-still-clip.sh"
+    ))
+    .arg(shared.join("media/TUD-Campus_h264.mp4"))
+    .arg(&still)
+    .arg("30")
+    .status()
+    .expect("run tools/make-still-clip.sh (needs ffmpeg)");
+    assert!(ok.success());
+    let cfg = |extra| {
+        config_with(
+            &shared,
+            still.to_str().unwrap(),
+            "models/yolov8n_fp32.onnx.gz",
+            broker.port,
+            "postcard",
+            extra,
+        )
+    };
+    let every = run(&cfg(""), broker.port);
+    let change = run(&cfg("mode = \"on_change\""), broker.port);
+    eprintln!(
+        "static scene, 30 frames: every_frame {} messages, on_change {}",
+        every.sent, change.sent
     );
+    assert_eq!(every.sent, 30, "the scene has people in every frame");
     assert!(change.sent > 0);
+    assert!(
+        change.sent <= 3,
+        "a static scene changes rarely: {} messages",
+        change.sent
+    );
     assert!(
         change.sent < every.sent,
         "on_change {} vs every_frame {}",
@@ -210,10 +264,10 @@ fn frame_detections(f: &jetwatch::wire::DecodedFrame) -> (u64, Vec<Detection>) {
             .map(|d| Detection {
                 class: d.class,
                 score: d.score,
-                x0: d.x0,
-                y0: d.y0,
-                x1: d.x1,
-                y1: d.y1,
+                x0: d.bbox[0] as f32,
+                y0: d.bbox[1] as f32,
+                x1: d.bbox[2] as f32,
+                y1: d.bbox[3] as f32,
                 track: d.track,
             })
             .collect(),

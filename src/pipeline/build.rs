@@ -109,10 +109,16 @@ pub fn open_decoder(
 pub fn open_engine(cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
     let p = &cfg.pipeline;
     match p.engine {
-        EngineChoice::Tensorrt => Err(EngineError::Unavailable(Unavailable {
-            backend: "TensorRT",
-            reason: crate::engine::tensorrt::missing_reason(),
-        })),
+        EngineChoice::Tensorrt => match crate::engine::tensorrt::prefer_tensorrt() {
+            Err(u) => Err(EngineError::Unavailable(u)),
+            Ok(v) => Err(EngineError::Unavailable(Unavailable {
+                backend: "tensorrt",
+                reason: format!(
+                    "TensorRT {v} is present, but the TensorRT engine needs the GPU pipeline (device tensor pool), \
+                     which `jetwatch run` does not wire yet; use engine = \"onnxruntime\" (see docs/hardware-matrix.md)"
+                ),
+            })),
+        },
         EngineChoice::Auto | EngineChoice::Onnxruntime => open_ort(cfg),
     }
 }
@@ -132,6 +138,7 @@ fn open_ort(cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
             device,
             max_batch: cfg.pipeline.batch_size,
             threads: cfg.pipeline.cpu_threads,
+            library: None,
         },
     )?;
     Ok(Box::new(e))

@@ -212,6 +212,7 @@ impl Pipeline {
                 clock: clock.clone(),
                 max_au: opts.max_access_unit_bytes,
                 warmup: opts.warmup_frames,
+                in_flight: opts.frames_in_flight,
             };
             let name = format!("dec-{}", parts.name);
             decode_threads.push(
@@ -304,6 +305,8 @@ struct DecodeCtx {
     clock: Arc<dyn Clock>,
     max_au: usize,
     warmup: u64,
+    /// Pictures this stream may have downstream (its decoder's pool size).
+    in_flight: usize,
 }
 
 /// Paces a file source at the stream's own rate: access unit with PTS `p` is released at
@@ -419,8 +422,19 @@ fn decode_loop(mut parts: StreamParts, ctx: DecodeCtx) -> StreamReport {
                 parts.decoder.recycle(p, t);
             }
         }
-        if parts.pacing == Pacing::Realtime {
-            pacer.wait(ctx.clock.as_ref(), au.pts_us, &ctx.stop);
+        match parts.pacing {
+            Pacing::Realtime => pacer.wait(ctx.clock.as_ref(), au.pts_us, &ctx.stop),
+            // A file read as fast as the pipeline takes it gets back-pressure instead of
+            // drops: wait for a picture to come back before decoding into a full pool.
+            // (Live sources never wait: their newest picture is dropped and counted.)
+            Pacing::Fast => {
+                while outstanding >= ctx.in_flight && !ctx.stop.load(Ordering::Relaxed) {
+                    if let Ok((pic, tok)) = ctx.back.recv_timeout(Duration::from_millis(100)) {
+                        parts.decoder.recycle(pic, tok);
+                        outstanding -= 1;
+                    }
+                }
+            }
         }
         report.access_units += 1;
         let t0 = ctx.clock.now_ns();

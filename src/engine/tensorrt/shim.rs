@@ -87,7 +87,13 @@ impl Runtime {
         // SAFETY: null path selects the default soname; the callback is a valid extern "C"
         // fn that never unwinds; `raw` is a valid out pointer.
         let st = unsafe {
-            sys::jw_trt_runtime_open(ptr::null(), Some(log_callback), ptr::null_mut(), min, &mut raw)
+            sys::jw_trt_runtime_open(
+                ptr::null(),
+                Some(log_callback),
+                ptr::null_mut(),
+                min,
+                &mut raw,
+            )
         };
         check(st, "opening TensorRT")?;
         let raw = NonNull::new(raw).ok_or_else(|| EngineError::Backend {
@@ -139,10 +145,12 @@ pub(crate) struct Blob(NonNull<sys::jw_trt_blob>);
 
 impl Blob {
     fn from_raw(raw: *mut sys::jw_trt_blob, what: &str) -> Result<Blob, EngineError> {
-        NonNull::new(raw).map(Blob).ok_or_else(|| EngineError::Backend {
-            backend: BACKEND,
-            msg: format!("{what} returned no data"),
-        })
+        NonNull::new(raw)
+            .map(Blob)
+            .ok_or_else(|| EngineError::Backend {
+                backend: BACKEND,
+                msg: format!("{what} returned no data"),
+            })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -230,7 +238,10 @@ impl Build {
             min_batch: input.batch.0 as i32,
             opt_batch: input.batch.1 as i32,
             max_batch: input.batch.2 as i32,
-            timing_cache: input.timing_cache.map(|c| c.as_ptr()).unwrap_or(ptr::null()),
+            timing_cache: input
+                .timing_cache
+                .map(|c| c.as_ptr())
+                .unwrap_or(ptr::null()),
             timing_cache_len: input.timing_cache.map(|c| c.len()).unwrap_or(0),
             workspace_bytes: input.workspace_bytes,
             // Installed per run (Build::run) through the monitor's user pointer: the shim's
@@ -271,14 +282,18 @@ impl Build {
             let mut dt = 0;
             // SAFETY: live handle, index in range, valid out pointers.
             check(
-                unsafe { sys::jw_trt_build_layer(self.raw.as_ptr(), i, &mut name, &mut dla, &mut dt) },
+                unsafe {
+                    sys::jw_trt_build_layer(self.raw.as_ptr(), i, &mut name, &mut dla, &mut dt)
+                },
                 "reading a layer",
             )?;
             let name = if name.is_null() {
                 format!("layer {i}")
             } else {
                 // SAFETY: the name lives as long as the network (this Build).
-                unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+                unsafe { CStr::from_ptr(name) }
+                    .to_string_lossy()
+                    .into_owned()
             };
             out.push((name, dla != 0, dt));
         }
@@ -504,7 +519,12 @@ impl Context {
         // SAFETY: live context; out array holds JW_TRT_MAX_DIMS entries.
         check(
             unsafe {
-                sys::jw_trt_context_tensor_shape(self.raw.as_ptr(), name.as_ptr(), &mut nd, dims.as_mut_ptr())
+                sys::jw_trt_context_tensor_shape(
+                    self.raw.as_ptr(),
+                    name.as_ptr(),
+                    &mut nd,
+                    dims.as_mut_ptr(),
+                )
             },
             "reading a tensor shape",
         )?;
@@ -514,10 +534,20 @@ impl Context {
     /// # Safety
     /// `ptr` must be device memory large enough for the tensor's largest shape, and stay
     /// valid (not freed) for as long as this context may enqueue work reading or writing it.
-    pub(crate) unsafe fn set_tensor_address(&mut self, name: &CStr, ptr: u64) -> Result<(), EngineError> {
+    pub(crate) unsafe fn set_tensor_address(
+        &mut self,
+        name: &CStr,
+        ptr: u64,
+    ) -> Result<(), EngineError> {
         // SAFETY: live context; validity of `ptr` is the caller's obligation.
         check(
-            unsafe { sys::jw_trt_context_set_tensor_address(self.raw.as_ptr(), name.as_ptr(), ptr as *mut c_void) },
+            unsafe {
+                sys::jw_trt_context_set_tensor_address(
+                    self.raw.as_ptr(),
+                    name.as_ptr(),
+                    ptr as *mut c_void,
+                )
+            },
             "binding a tensor",
         )
     }
@@ -527,7 +557,10 @@ impl Context {
     /// the legacy default stream), and every bound address must still be valid.
     pub(crate) unsafe fn enqueue(&mut self, stream: *mut c_void) -> Result<(), EngineError> {
         // SAFETY: live context; the stream and bindings are the caller's obligation.
-        check(unsafe { sys::jw_trt_context_enqueue(self.raw.as_ptr(), stream) }, "enqueueV3")
+        check(
+            unsafe { sys::jw_trt_context_enqueue(self.raw.as_ptr(), stream) },
+            "enqueueV3",
+        )
     }
 }
 
