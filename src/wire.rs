@@ -551,7 +551,12 @@ mod tests {
                 det(
                     (i % 3) as u16,
                     0.3 + i as f32 * 0.05,
-                    [100.0 + i as f32 * 150.0, 200.4, 180.6 + i as f32 * 150.0, 700.0],
+                    [
+                        100.0 + i as f32 * 150.0,
+                        200.4,
+                        180.6 + i as f32 * 150.0,
+                        700.0,
+                    ],
                     i,
                 )
             })
@@ -636,7 +641,10 @@ mod tests {
             decode(br#"{"v":2,"future":true}"#),
             Err(WireError::UnsupportedVersion { found: 2 })
         );
-        assert!(matches!(decode(b"{\"v\":1}"), Err(WireError::Malformed { .. })));
+        assert!(matches!(
+            decode(b"{\"v\":1}"),
+            Err(WireError::Malformed { .. })
+        ));
         assert!(matches!(decode(b"{"), Err(WireError::Malformed { .. })));
         let mut buf = [0u8; 128];
         let n = encode(

@@ -115,9 +115,8 @@ impl Sub {
             assert!(Instant::now() < deadline, "subscriber never became ready");
             mosquitto_pub(port, "probe/x", b"probe", false);
             let wait = Instant::now() + Duration::from_millis(200);
-            while let Ok(m) = s
-                .rx
-                .recv_timeout(wait.saturating_duration_since(Instant::now()))
+            while let Ok(m) =
+                s.rx.recv_timeout(wait.saturating_duration_since(Instant::now()))
             {
                 if m.topic == "probe/x" {
                     break 'ready;
@@ -156,7 +155,11 @@ impl Sub {
             if m.topic == topic {
                 return m;
             }
-            eprintln!("expect({topic}): skipping {} ({} bytes)", m.topic, m.payload.len());
+            eprintln!(
+                "expect({topic}): skipping {} ({} bytes)",
+                m.topic,
+                m.payload.len()
+            );
         }
     }
 }
@@ -203,7 +206,8 @@ fn pub_cfg(broker: BrokerConfig, device: &str) -> PublisherConfig {
     }
 }
 
-const BIRTH: &str = r#"{"state":"online","version":"test","streams":["cam0","cam1"],"backends":{}}"#;
+const BIRTH: &str =
+    r#"{"state":"online","version":"test","streams":["cam0","cam1"],"backends":{}}"#;
 
 fn frame(seq: u64, buf: &mut [u8]) -> usize {
     let hdr = FrameHeader {
@@ -303,7 +307,10 @@ fn qos1_messages_arrive_in_order_and_shutdown_says_offline() {
         assert_eq!(seq_of(&m), seq);
         assert!(!m.retained);
     }
-    assert_eq!(sub.expect("jetwatch/dev-order/metrics").payload, br#"{"fps":25.0}"#);
+    assert_eq!(
+        sub.expect("jetwatch/dev-order/metrics").payload,
+        br#"{"fps":25.0}"#
+    );
     let stats = h.shutdown(Duration::from_secs(5));
     assert_eq!(stats.sent, 501);
     assert_eq!(stats.dropped, 0);
@@ -333,7 +340,10 @@ fn broker_restart_keeps_queued_messages_and_counts_overflow_exactly() {
         p.publish(TopicId::Detections(0), &buf[..n]);
     }
     for seq in 0..10 {
-        assert_eq!(seq_of(&sub.expect("jetwatch/dev-restart/cam0/detections")), seq);
+        assert_eq!(
+            seq_of(&sub.expect("jetwatch/dev-restart/cam0/detections")),
+            seq
+        );
     }
     wait_stats(&h, "10 acked", |s| s.sent == 10);
     drop(sub);
@@ -347,20 +357,30 @@ fn broker_restart_keeps_queued_messages_and_counts_overflow_exactly() {
     }
     let s = h.stats();
     assert_eq!(s.queued, 90);
-    assert_eq!(s.dropped, 80 - CAP as u64, "oldest dropped beyond the capacity");
+    assert_eq!(
+        s.dropped,
+        80 - CAP as u64,
+        "oldest dropped beyond the capacity"
+    );
 
     // Same port, fresh broker; subscribe before letting the publisher reconnect.
     let broker = mosquitto(Some(port));
     let sub = Sub::start(port, "jetwatch/dev-restart/cam0/detections", &[]);
     clock.advance_ms(60_000);
     for seq in (90 - CAP as u64)..90 {
-        assert_eq!(seq_of(&sub.expect("jetwatch/dev-restart/cam0/detections")), seq);
+        assert_eq!(
+            seq_of(&sub.expect("jetwatch/dev-restart/cam0/detections")),
+            seq
+        );
     }
     wait_stats(&h, "all acked", |s| s.sent == 10 + CAP as u64);
     let s = h.shutdown(Duration::from_secs(5));
     assert_eq!(s.reconnects, 1);
     assert_eq!(s.dropped, 30);
-    assert!(sub.next(Duration::from_millis(200)).is_none(), "no duplicates or extras");
+    assert!(
+        sub.next(Duration::from_millis(200)).is_none(),
+        "no duplicates or extras"
+    );
     drop(broker);
 }
 
@@ -400,7 +420,11 @@ fn dead_broker_never_blocks_publish_and_allocates_nothing() {
     assert_eq!(h.stats().oversized, 1);
     let t0 = Instant::now();
     let s = h.shutdown(Duration::from_millis(200));
-    assert!(t0.elapsed() < Duration::from_secs(3), "shutdown took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(s.sent, 0);
     eprintln!("10k publishes with the broker down: {took:?}, 0 allocations");
 }
@@ -443,7 +467,7 @@ fn check_listen(broker: &LocalBroker, dev: &str) {
     let labels = vec!["person".to_string(), "bicycle".into()];
     let (mut p, h) = start(
         pub_cfg(broker_cfg(port, 64), dev),
-        format!(r#"{{"state":"online","labels":["person","bicycle"]}}"#),
+        r#"{"state":"online","labels":["person","bicycle"]}"#.to_string(),
         Arc::new(SystemClock::default()),
     )
     .unwrap();
@@ -471,7 +495,8 @@ fn check_listen(broker: &LocalBroker, dev: &str) {
     p.publish(TopicId::Detections(1), &buf[..n]);
     p.publish(TopicId::Metrics, br#"{"fps":12.5}"#);
     p.publish(TopicId::Detections(0), &[7, 7, 7]);
-    rx.recv_timeout(T + Duration::from_secs(5)).expect("listen returns");
+    rx.recv_timeout(T + Duration::from_secs(5))
+        .expect("listen returns");
     let (summary, out) = lt.join().unwrap();
     let summary = summary.unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -488,7 +513,10 @@ fn check_listen(broker: &LocalBroker, dev: &str) {
         assert_eq!(f["header"]["seq"], 42);
         assert_eq!(f["header"]["pts_us"], 1_680_000);
         assert_eq!(f["detections"][0]["label"], "bicycle", "{fmt}");
-        assert_eq!(f["detections"][0]["box"], serde_json::json!([10, 20, 110, 220]));
+        assert_eq!(
+            f["detections"][0]["box"],
+            serde_json::json!([10, 20, 110, 220])
+        );
         assert_eq!(f["detections"][0]["track"], 3);
     }
     assert_eq!(lines[3]["json"]["fps"], 12.5);
@@ -554,7 +582,10 @@ fn embedded_broker_serves_mosquitto_clients() {
     )
     .unwrap();
     let sub = Sub::start(port, "jetwatch/#", &[]);
-    assert_eq!(sub.expect("jetwatch/dev-e/status").payload, BIRTH.as_bytes());
+    assert_eq!(
+        sub.expect("jetwatch/dev-e/status").payload,
+        BIRTH.as_bytes()
+    );
     let mut buf = [0u8; 256];
     for seq in 0..100 {
         let n = frame(seq, &mut buf);

@@ -31,7 +31,13 @@ fn det(class: u16, score: f32, b: [f32; 4], track: u32) -> Detection {
     }
 }
 
-fn ddet(class: u16, label: Option<&str>, score: f32, bbox: [u16; 4], track: u32) -> DecodedDetection {
+fn ddet(
+    class: u16,
+    label: Option<&str>,
+    score: f32,
+    bbox: [u16; 4],
+    track: u32,
+) -> DecodedDetection {
     DecodedDetection {
         class,
         label: label.map(String::from),
@@ -42,7 +48,10 @@ fn ddet(class: u16, label: Option<&str>, score: f32, bbox: [u16; 4], track: u32)
 }
 
 fn coco() -> Vec<String> {
-    ["person", "bicycle", "car"].iter().map(|s| s.to_string()).collect()
+    ["person", "bicycle", "car"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn goldens() -> Vec<Golden> {
@@ -169,9 +178,12 @@ fn golden_vectors_match_both_ways() {
 
 #[test]
 fn python_decoder_agrees_with_the_golden_vectors() {
-    let python = ["python3", "/usr/bin/python3"]
-        .into_iter()
-        .find(|p| std::process::Command::new(p).arg("--version").output().is_ok());
+    let python = ["python3", "/usr/bin/python3"].into_iter().find(|p| {
+        std::process::Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok()
+    });
     let Some(python) = python else {
         eprintln!("SKIPPED: python3 is not installed; tools/jetwatch_decode.py not checked");
         return;
@@ -229,7 +241,14 @@ fn python_decoder_agrees_with_the_golden_vectors() {
 fn encode_allocates_nothing() {
     let labels: Vec<String> = (0..80).map(|i| format!("class-{i}")).collect();
     let dets: Vec<Detection> = (0..100)
-        .map(|i| det(i as u16 % 80, 0.3 + (i % 7) as f32 * 0.1, [i as f32, 2.0, 300.0, 400.5], i))
+        .map(|i| {
+            det(
+                i as u16 % 80,
+                0.3 + (i % 7) as f32 * 0.1,
+                [i as f32, 2.0, 300.0, 400.5],
+                i,
+            )
+        })
         .collect();
     let hdr = FrameHeader {
         stream: 1,

@@ -20,7 +20,11 @@ impl XorShift64 {
     pub fn new(seed: u64) -> Self {
         // Zero is the one fixed point of xorshift.
         XorShift64 {
-            state: if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed },
+            state: if seed == 0 {
+                0x9E37_79B9_7F4A_7C15
+            } else {
+                seed
+            },
         }
     }
     pub fn next_u64(&mut self) -> u64 {
@@ -125,7 +129,11 @@ mod tests {
         for n in 0..20u32 {
             let d = b.failed();
             let base = (200 * MS * (1u64 << n.min(40))).min(30_000 * MS);
-            assert!(d >= base / 2 && d <= base, "attempt {n}: {d} not in [{}, {base}]", base / 2);
+            assert!(
+                d >= base / 2 && d <= base,
+                "attempt {n}: {d} not in [{}, {base}]",
+                base / 2
+            );
             assert!(base >= last_base);
             last_base = base;
             assert_eq!(b.wait_ns(), d);

@@ -417,15 +417,15 @@ fn serve(id: ConnId, sock: TcpStream, stop: Arc<AtomicBool>, state: Arc<Mutex<St
                 Packet::Connect(c) if !connected => {
                     connected = true;
                     keepalive = Duration::from_secs(c.keep_alive as u64);
-                    will = c
-                        .last_will
-                        .map(|w| (w.topic, w.message, w.qos, w.retain));
+                    will = c.last_will.map(|w| (w.topic, w.message, w.qos, w.retain));
                     let takeover: Vec<Arc<Mutex<TcpStream>>> = {
                         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                         let old: Vec<ConnId> = st
                             .clients
                             .iter()
-                            .filter(|(_, cl)| !c.client_id.is_empty() && cl.client_id == c.client_id)
+                            .filter(|(_, cl)| {
+                                !c.client_id.is_empty() && cl.client_id == c.client_id
+                            })
                             .map(|(k, _)| *k)
                             .collect();
                         let ws = old
@@ -516,8 +516,7 @@ fn serve(id: ConnId, sock: TcpStream, stop: Arc<AtomicBool>, state: Arc<Mutex<St
                             }
                         }
                     }
-                    if write_packet(&writer, &Packet::SubAck(SubAck::new(s.pkid, codes))).is_err()
-                    {
+                    if write_packet(&writer, &Packet::SubAck(SubAck::new(s.pkid, codes))).is_err() {
                         break 'conn;
                     }
                     for p in retained {

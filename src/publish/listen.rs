@@ -217,12 +217,30 @@ mod tests {
             ..Default::default()
         };
         let n = encode(WireFormat::Postcard, &hdr, &[det], &[], &mut buf).unwrap();
-        let v = describe("jetwatch/d1/cam/detections", &buf[..n], false, &mut labels, &mut s);
+        let v = describe(
+            "jetwatch/d1/cam/detections",
+            &buf[..n],
+            false,
+            &mut labels,
+            &mut s,
+        );
         assert_eq!(v["frame"]["detections"][0]["label"], "bike");
         assert_eq!(v["frame"]["detections"][0]["box"], json!([1, 2, 3, 4]));
-        let bad = describe("jetwatch/d1/cam/detections", &[9, 9], false, &mut labels, &mut s);
+        let bad = describe(
+            "jetwatch/d1/cam/detections",
+            &[9, 9],
+            false,
+            &mut labels,
+            &mut s,
+        );
         assert!(bad["error"].as_str().unwrap().contains("version 9"));
-        let bad = describe("jetwatch/d1/metrics", &[0xff, 0], false, &mut labels, &mut s);
+        let bad = describe(
+            "jetwatch/d1/metrics",
+            &[0xff, 0],
+            false,
+            &mut labels,
+            &mut s,
+        );
         assert!(bad["error"].as_str().unwrap().contains("not JSON"));
         assert_eq!(
             s,

@@ -295,9 +295,7 @@ impl MqttConn {
             match Packet::read(&mut self.rbuf, MAX_INCOMING_PACKET) {
                 Ok(p) => return Ok(Some(p)),
                 Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(e) => {
-                    return Err(PublishError::Protocol(format!("from {}: {e}", self.peer)))
-                }
+                Err(e) => return Err(PublishError::Protocol(format!("from {}: {e}", self.peer))),
             }
             let t = timeout.max(Duration::from_millis(1));
             self.stream
@@ -461,7 +459,11 @@ pub fn start(
         keepalive_s: b.keepalive_s.min(u16::MAX as u64) as u16,
         username: b.username.clone(),
         password: b.password.clone(),
-        will: Some((status_topic.clone(), OFFLINE_STATUS.as_bytes().to_vec(), true)),
+        will: Some((
+            status_topic.clone(),
+            OFFLINE_STATUS.as_bytes().to_vec(),
+            true,
+        )),
         tls,
         timeout: cfg.connect_timeout,
     };
@@ -472,12 +474,7 @@ pub fn start(
     });
     let seed = clock.unix_ns() ^ (std::process::id() as u64) << 32;
     let worker = Worker {
-        backoff: Backoff::new(
-            clock.clone(),
-            b.reconnect_min_ms,
-            b.reconnect_max_ms,
-            seed,
-        ),
+        backoff: Backoff::new(clock.clone(), b.reconnect_min_ms, b.reconnect_max_ms, seed),
         clock,
         shared: shared.clone(),
         ctl: ctl.clone(),
@@ -566,7 +563,9 @@ impl Worker {
             .drain_deadline
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()))
+            .map_or(Duration::ZERO, |d| {
+                d.saturating_duration_since(Instant::now())
+            })
     }
 
     fn set_connected(&self, up: bool, reconnect: bool) {
@@ -651,7 +650,11 @@ impl Worker {
 
         // Birth message (retained, QoS 1).
         let pkid = alloc_pkid(&pending);
-        let mut birth = Publish::new(self.status_topic.clone(), QoS::AtLeastOnce, self.birth.clone());
+        let mut birth = Publish::new(
+            self.status_topic.clone(),
+            QoS::AtLeastOnce,
+            self.birth.clone(),
+        );
         birth.retain = true;
         birth.pkid = pkid;
         if let Err(e) = conn.send(&Packet::Publish(birth)) {

@@ -299,7 +299,10 @@ mod tests {
     fn fifo_send_then_ack_frees_slots() {
         let mut ob = Outbox::new(4, 8);
         for i in 0..3 {
-            assert_eq!(ob.push(TopicId::Detections(0), &msg(i)), PushOutcome::Queued);
+            assert_eq!(
+                ob.push(TopicId::Detections(0), &msg(i)),
+                PushOutcome::Queued
+            );
         }
         assert_eq!(drain(&mut ob), vec![(0, 0), (1, 1), (2, 2)]);
         assert_eq!(ob.len(), 3, "sent messages stay until acked");
