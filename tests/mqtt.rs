@@ -605,3 +605,116 @@ fn embedded_broker_serves_mosquitto_clients() {
     // Stopped: the port no longer accepts connections.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+/// Makes a CA and a server certificate for 127.0.0.1 with the openssl CLI.
+/// The server key is made world-readable: mosquitto started as root drops to the
+/// `mosquitto` user before it reads its TLS files.
+fn make_certs(dir: &std::path::Path, name: &str) -> bool {
+    let sh = format!(
+        "set -e; cd '{d}'; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj '/CN={name}-ca' \
+           -keyout {name}-ca.key -out {name}-ca.pem 2>/dev/null; \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj '/CN=127.0.0.1' \
+           -keyout {name}-server.key -out {name}-server.csr 2>/dev/null; \
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > {name}-ext.cnf; \
+         openssl x509 -req -in {name}-server.csr -CA {name}-ca.pem -CAkey {name}-ca.key \
+           -CAcreateserial -days 2 -extfile {name}-ext.cnf -out {name}-server.pem 2>/dev/null; \
+         chmod 644 {name}-server.key",
+        d = dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &sh])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn tls_publish_with_a_private_ca_and_rejection_of_an_unknown_one() {
+    use jetwatch::publish::broker::start_mosquitto_with;
+    use jetwatch::publish::listen::listen_with;
+    use jetwatch::publish::mqtt::{tls_config, ConnectOptions, MqttConn};
+    let Some((mosq, _, _)) = tools() else { return };
+    let dir = std::env::temp_dir().join(format!("jetwatch-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if !make_certs(&dir, "good") || !make_certs(&dir, "other") {
+        eprintln!("SKIPPED: openssl could not make test certificates");
+        return;
+    }
+    let conf = format!(
+        "certfile {d}/good-server.pem\nkeyfile {d}/good-server.key",
+        d = dir.display()
+    );
+    let broker = start_mosquitto_with(&mosq, None, &conf).unwrap();
+    let port = broker.port();
+    let opts = |ca: &str| ConnectOptions {
+        host: "127.0.0.1".into(),
+        port,
+        client_id: format!("tls-{ca}"),
+        keepalive_s: 30,
+        username: None,
+        password: None,
+        will: None,
+        tls: Some(tls_config(Some(&dir.join(format!("{ca}-ca.pem")))).unwrap()),
+        timeout: Duration::from_secs(3),
+    };
+
+    // A CA that did not sign the server's certificate is refused.
+    let err = MqttConn::connect(&opts("other")).err().expect("must fail");
+    assert!(
+        format!("{err}").contains("UnknownIssuer"),
+        "unexpected error: {err}"
+    );
+
+    let lo = opts("good");
+    let (tx, rx) = channel();
+    let lt = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let s = listen_with(
+            &lo,
+            "jetwatch/#",
+            &mut out,
+            ListenOptions {
+                max_messages: Some(2),
+                timeout: Some(T),
+            },
+        );
+        tx.send(()).ok();
+        (s, String::from_utf8(out).unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut bc = broker_cfg(port, 16);
+    bc.tls = true;
+    bc.ca_file = Some(dir.join("good-ca.pem"));
+    let (mut p, h) = start(
+        pub_cfg(bc, "dev-tls"),
+        BIRTH.into(),
+        Arc::new(SystemClock::default()),
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = frame(5, &mut buf);
+    p.publish(TopicId::Detections(0), &buf[..n]);
+    rx.recv_timeout(T + Duration::from_secs(5))
+        .expect("listen returns");
+    let (s, text) = lt.join().unwrap();
+    let s = s.unwrap();
+    assert_eq!(s.messages, 2, "{text}");
+    assert_eq!(s.frames, 1, "{text}");
+    assert!(text.contains(r#""seq":5"#), "{text}");
+    assert_eq!(h.shutdown(Duration::from_secs(5)).sent, 1);
+    // A missing CA file is a clear configuration error at start.
+    let mut bad = broker_cfg(port, 16);
+    bad.tls = true;
+    bad.ca_file = Some(dir.join("missing.pem"));
+    let e = start(
+        pub_cfg(bad, "x"),
+        BIRTH.into(),
+        Arc::new(SystemClock::default()),
+    )
+    .err()
+    .expect("missing CA file");
+    assert!(format!("{e}").contains("missing.pem"), "{e}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -134,6 +134,16 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Starts `exe` (mosquitto) bound to 127.0.0.1:`port` (None: a free port), anonymous, no
 /// persistence; waits until it accepts connections.
 pub fn start_mosquitto(exe: &Path, port: Option<u16>) -> Result<LocalBroker, PublishError> {
+    start_mosquitto_with(exe, port, "")
+}
+
+/// [`start_mosquitto`] with extra lines for the listener (e.g. `certfile`/`keyfile` for TLS;
+/// mosquitto.conf(5)).
+pub fn start_mosquitto_with(
+    exe: &Path,
+    port: Option<u16>,
+    listener_conf: &str,
+) -> Result<LocalBroker, PublishError> {
     let attempts = if port.is_some() { 1 } else { 3 };
     let mut last_err = None;
     for _ in 0..attempts {
@@ -154,8 +164,8 @@ pub fn start_mosquitto(exe: &Path, port: Option<u16>) -> Result<LocalBroker, Pub
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
+                "listener {port} 127.0.0.1\n{listener_conf}\nallow_anonymous true\n\
+                 persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n"
             ),
         )
         .map_err(|source| PublishError::Io {
