@@ -345,7 +345,10 @@ fn broker_restart_keeps_queued_messages_and_counts_overflow_exactly() {
             seq
         );
     }
-    wait_stats(&h, "10 acked", |s| s.sent == 10);
+    // A status update replaces the birth message for later connections.
+    const UPDATED: &[u8] = br#"{"state":"online","streams":["cam0"],"note":"updated"}"#;
+    assert!(p.publish(TopicId::Status, UPDATED));
+    wait_stats(&h, "11 acked", |s| s.sent == 11);
     drop(sub);
 
     // Kill the broker (SIGKILL): the publisher notices and waits for its backoff.
@@ -356,7 +359,7 @@ fn broker_restart_keeps_queued_messages_and_counts_overflow_exactly() {
         assert!(p.publish(TopicId::Detections(0), &buf[..n]));
     }
     let s = h.stats();
-    assert_eq!(s.queued, 90);
+    assert_eq!(s.queued, 91);
     assert_eq!(
         s.dropped,
         80 - CAP as u64,
@@ -365,22 +368,24 @@ fn broker_restart_keeps_queued_messages_and_counts_overflow_exactly() {
 
     // Same port, fresh broker; subscribe before letting the publisher reconnect.
     let broker = mosquitto(Some(port));
-    let sub = Sub::start(port, "jetwatch/dev-restart/cam0/detections", &[]);
+    let sub = Sub::start(port, "jetwatch/dev-restart/#", &[]);
     clock.advance_ms(60_000);
+    assert_eq!(sub.expect("jetwatch/dev-restart/status").payload, UPDATED);
     for seq in (90 - CAP as u64)..90 {
         assert_eq!(
             seq_of(&sub.expect("jetwatch/dev-restart/cam0/detections")),
             seq
         );
     }
-    wait_stats(&h, "all acked", |s| s.sent == 10 + CAP as u64);
+    wait_stats(&h, "all acked", |s| s.sent == 11 + CAP as u64);
     let s = h.shutdown(Duration::from_secs(5));
     assert_eq!(s.reconnects, 1);
     assert_eq!(s.dropped, 30);
-    assert!(
-        sub.next(Duration::from_millis(200)).is_none(),
-        "no duplicates or extras"
-    );
+    // Shutdown: the offline status, then nothing (no duplicates, no extras).
+    let m = sub.expect("jetwatch/dev-restart/status");
+    assert_eq!(m.payload, br#"{"state":"offline"}"#);
+    let extra = sub.next(Duration::from_millis(200));
+    assert!(extra.is_none(), "unexpected: {extra:?}");
     drop(broker);
 }
 
