@@ -563,14 +563,35 @@ fn embedded_broker_serves_mosquitto_clients() {
     // Last Will of a client killed with SIGKILL.
     let (_, subbin, _) = tools().unwrap();
     let mut victim = Command::new(subbin)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "nothing"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "victim/ready",
+        ])
         .args(["--will-topic", "a/victim/status", "--will-payload", "gone"])
         .args(["--will-retain", "--will-qos", "1", "-i", "victim"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    // Let it connect (bounded): its CONNECT carries the will.
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until it is connected and subscribed (its CONNECT carries the will).
+    let vout = victim.stdout.take().unwrap();
+    let (vtx, vrx) = channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(vout).lines().map_while(Result::ok) {
+            let _ = vtx.send(l);
+        }
+    });
+    let deadline = Instant::now() + T;
+    loop {
+        assert!(Instant::now() < deadline, "victim never subscribed");
+        mosquitto_pub(port, "victim/ready", b"ready", false);
+        if vrx.recv_timeout(Duration::from_millis(200)).is_ok() {
+            break;
+        }
+    }
     victim.kill().unwrap();
     victim.wait().unwrap();
     let m = late.expect("a/victim/status");
