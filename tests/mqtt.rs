@@ -744,3 +744,47 @@ fn tls_publish_with_a_private_ca_and_rejection_of_an_unknown_one() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_silent_server_never_hangs_connect_or_shutdown() {
+    use jetwatch::publish::mqtt::{tls_config, ConnectOptions, MqttConn};
+    // Accepts TCP (kernel backlog) but never speaks MQTT or TLS.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let ca = std::env::temp_dir().join(format!("jetwatch-silent-{}.pem", std::process::id()));
+    // Any well-formed certificate will do as a root here; the handshake never starts.
+    let roots = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").ok();
+    for tls in [false, true] {
+        let tls = if tls {
+            let Some(r) = &roots else { continue };
+            std::fs::write(&ca, r).unwrap();
+            Some(tls_config(Some(&ca)).unwrap())
+        } else {
+            None
+        };
+        let o = ConnectOptions {
+            host: "127.0.0.1".into(),
+            port,
+            client_id: "silent".into(),
+            keepalive_s: 30,
+            username: None,
+            password: None,
+            will: None,
+            tls,
+            timeout: Duration::from_millis(300),
+        };
+        let t0 = Instant::now();
+        assert!(MqttConn::connect(&o).is_err());
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    }
+    let mut cfg = pub_cfg(broker_cfg(port, 8), "dev-silent");
+    cfg.connect_timeout = Duration::from_millis(300);
+    let (_p, h) = start(cfg, BIRTH.into(), Arc::new(SystemClock::default())).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let s = h.shutdown(Duration::from_millis(100));
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(!s.connected);
+    let _ = std::fs::remove_file(&ca);
+    drop(silent);
+}

@@ -111,7 +111,13 @@ pub fn find_mosquitto() -> Option<PathBuf> {
 /// Starts mosquitto if installed, else the embedded broker, on `port` (None: a free port).
 pub fn start_local_broker(port: Option<u16>) -> Result<LocalBroker, PublishError> {
     match find_mosquitto() {
-        Some(exe) => start_mosquitto(&exe, port),
+        Some(exe) => match start_mosquitto(&exe, port) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                log::warn!("{e}; using the embedded broker instead");
+                start_embedded_broker(port)
+            }
+        },
         None => start_embedded_broker(port),
     }
 }
