@@ -472,7 +472,12 @@ fn check_listen(broker: &LocalBroker, dev: &str) {
     let labels = vec!["person".to_string(), "bicycle".into()];
     let (mut p, h) = start(
         pub_cfg(broker_cfg(port, 64), dev),
-        r#"{"state":"online","labels":["person","bicycle"]}"#.to_string(),
+        jetwatch::publish::mqtt::birth_message(
+            "test",
+            &["cam0".into(), "cam1".into()],
+            &serde_json::json!({"decoder": "software"}),
+            &labels,
+        ),
         Arc::new(SystemClock::default()),
     )
     .unwrap();
