@@ -290,7 +290,7 @@ fn qos1_messages_arrive_in_order_and_shutdown_says_offline() {
     let port = broker.port();
     let sub = Sub::start(port, "jetwatch/#", &[]);
     let (mut p, h) = start(
-        pub_cfg(broker_cfg(port, 1000), "dev-order"),
+        pub_cfg(broker_cfg(port, 10_000), "dev-order"),
         BIRTH.into(),
         Arc::new(SystemClock::default()),
     )
@@ -311,8 +311,26 @@ fn qos1_messages_arrive_in_order_and_shutdown_says_offline() {
         sub.expect("jetwatch/dev-order/metrics").payload,
         br#"{"fps":25.0}"#
     );
+    // Throughput with QoS 1 (reported, not asserted: the machine is shared).
+    let t0 = Instant::now();
+    for seq in 500..5500 {
+        let n = frame(seq, &mut buf);
+        p.publish(TopicId::Detections(1), &buf[..n]);
+    }
+    wait_stats(&h, "5000 more acked", |s| s.sent == 5501);
+    eprintln!(
+        "QoS 1 to mosquitto: 5000 messages acked in {:?} ({:.0}/s)",
+        t0.elapsed(),
+        5000.0 / t0.elapsed().as_secs_f64()
+    );
+    for seq in 500..5500 {
+        assert_eq!(
+            seq_of(&sub.expect("jetwatch/dev-order/cam1/detections")),
+            seq
+        );
+    }
     let stats = h.shutdown(Duration::from_secs(5));
-    assert_eq!(stats.sent, 501);
+    assert_eq!(stats.sent, 5501);
     assert_eq!(stats.dropped, 0);
     assert_eq!(stats.reconnects, 0);
     let m = sub.expect("jetwatch/dev-order/status");
