@@ -811,3 +811,51 @@ fn a_silent_server_never_hangs_connect_or_shutdown() {
     let _ = std::fs::remove_file(&ca);
     drop(silent);
 }
+
+/// Messages written to a broker that never acknowledged them (frozen with SIGSTOP, then
+/// killed) are not lost: they stay in the outbox and go out again after the reconnect.
+#[test]
+fn unacknowledged_messages_are_resent_after_reconnect() {
+    let Some(_) = tools() else { return };
+    let broker = mosquitto(None);
+    let port = broker.port();
+    let clock = ManualClock::new(1_000_000_000);
+    let (mut p, h) = start(
+        pub_cfg(broker_cfg(port, 100), "dev-unacked"),
+        BIRTH.into(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    wait_stats(&h, "connected", |s| s.connected);
+    let pid = broker.pid().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut buf = [0u8; 256];
+    for seq in 0..20 {
+        let n = frame(seq, &mut buf);
+        p.publish(TopicId::Detections(0), &buf[..n]);
+    }
+    // Long enough for the publisher thread to write the window to the socket (it polls
+    // every 5 ms); nothing can be acknowledged by a stopped broker.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(h.stats().sent, 0);
+    broker.stop(); // SIGKILL
+    wait_stats(&h, "disconnect noticed", |s| !s.connected);
+
+    let broker = mosquitto(Some(port));
+    let sub = Sub::start(port, "jetwatch/dev-unacked/cam0/detections", &[]);
+    clock.advance_ms(60_000);
+    for seq in 0..20 {
+        assert_eq!(
+            seq_of(&sub.expect("jetwatch/dev-unacked/cam0/detections")),
+            seq
+        );
+    }
+    wait_stats(&h, "all acked", |s| s.sent == 20);
+    let s = h.shutdown(Duration::from_secs(5));
+    assert_eq!((s.dropped, s.reconnects), (0, 1));
+    drop(broker);
+}
