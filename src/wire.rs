@@ -664,4 +664,45 @@ mod tests {
         // A detection count far beyond the bytes present.
         assert!(decode(&[1, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0x03]).is_err());
     }
+
+    /// Random bytes and random single-byte corruptions of valid messages never panic
+    /// (a short deterministic stand-in for a fuzz run of `decode`).
+    #[test]
+    fn decode_never_panics_on_garbage() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let dets: Vec<Detection> = (0..5)
+            .map(|i| det(i, 0.5, [1.0, 2.0, 300.0, 400.0], i as u32))
+            .collect();
+        let mut valid = Vec::new();
+        for fmt in [WireFormat::Postcard, WireFormat::Json] {
+            let mut buf = [0u8; 1024];
+            let n = encode(fmt, &hdr(), &dets, &labels(), &mut buf).unwrap();
+            valid.push(buf[..n].to_vec());
+        }
+        for round in 0..20_000 {
+            let mut m = if round % 2 == 0 {
+                valid[(round / 2) % 2].clone()
+            } else {
+                let len = (next() % 64) as usize;
+                let mut v: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if let Some(b) = v.first_mut() {
+                    *b = if next() % 2 == 0 { 1 } else { b'{' };
+                }
+                v
+            };
+            if !m.is_empty() {
+                let k = (next() as usize) % m.len();
+                m[k] = next() as u8;
+                let cut = (next() as usize) % (m.len() + 1);
+                m.truncate(cut.max(1));
+            }
+            let _ = decode(&m);
+        }
+    }
 }

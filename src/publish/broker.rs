@@ -111,7 +111,13 @@ pub fn find_mosquitto() -> Option<PathBuf> {
 /// Starts mosquitto if installed, else the embedded broker, on `port` (None: a free port).
 pub fn start_local_broker(port: Option<u16>) -> Result<LocalBroker, PublishError> {
     match find_mosquitto() {
-        Some(exe) => start_mosquitto(&exe, port),
+        Some(exe) => match start_mosquitto(&exe, port) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                log::warn!("{e}; using the embedded broker instead");
+                start_embedded_broker(port)
+            }
+        },
         None => start_embedded_broker(port),
     }
 }
@@ -134,6 +140,16 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Starts `exe` (mosquitto) bound to 127.0.0.1:`port` (None: a free port), anonymous, no
 /// persistence; waits until it accepts connections.
 pub fn start_mosquitto(exe: &Path, port: Option<u16>) -> Result<LocalBroker, PublishError> {
+    start_mosquitto_with(exe, port, "")
+}
+
+/// [`start_mosquitto`] with extra lines for the listener (e.g. `certfile`/`keyfile` for TLS;
+/// mosquitto.conf(5)).
+pub fn start_mosquitto_with(
+    exe: &Path,
+    port: Option<u16>,
+    listener_conf: &str,
+) -> Result<LocalBroker, PublishError> {
     let attempts = if port.is_some() { 1 } else { 3 };
     let mut last_err = None;
     for _ in 0..attempts {
@@ -154,8 +170,8 @@ pub fn start_mosquitto(exe: &Path, port: Option<u16>) -> Result<LocalBroker, Pub
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
+                "listener {port} 127.0.0.1\n{listener_conf}\nallow_anonymous true\n\
+                 persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n"
             ),
         )
         .map_err(|source| PublishError::Io {
@@ -601,6 +617,8 @@ fn serve(id: ConnId, sock: TcpStream, stop: Arc<AtomicBool>, state: Arc<Mutex<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::mqtt::{ConnectOptions, MqttConn};
+    use rumqttc::mqttbytes::v4::{Subscribe, Unsubscribe};
 
     #[test]
     fn mosquitto_is_found_where_installed() {
@@ -608,5 +626,103 @@ mod tests {
         if Path::new("/usr/sbin/mosquitto").is_file() {
             assert!(find_mosquitto().is_some());
         }
+    }
+
+    fn client(port: u16, id: &str, keepalive_s: u16, will: Option<&str>) -> MqttConn {
+        MqttConn::connect(&ConnectOptions {
+            host: "127.0.0.1".into(),
+            port,
+            client_id: id.into(),
+            keepalive_s,
+            username: None,
+            password: None,
+            will: will.map(|t| (t.to_string(), b"bye".to_vec(), false)),
+            tls: None,
+            timeout: Duration::from_secs(2),
+        })
+        .unwrap()
+    }
+
+    /// Next packet within `t`, skipping nothing.
+    fn next(c: &mut MqttConn, t: Duration) -> Option<Packet> {
+        let deadline = Instant::now() + t;
+        while Instant::now() < deadline {
+            if let Some(p) = c.poll(Duration::from_millis(50)).unwrap() {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn embedded_unsubscribe_and_keepalive_timeout_will() {
+        let b = start_embedded_broker(None).unwrap();
+        let port = b.port();
+        let mut sub = client(port, "sub", 30, None);
+        let mut s = Subscribe::new("x/#", QoS::AtLeastOnce);
+        s.pkid = 1;
+        sub.send(&Packet::Subscribe(s)).unwrap();
+        assert!(
+            matches!(next(&mut sub, Duration::from_secs(2)), Some(Packet::SubAck(a)) if a.pkid == 1)
+        );
+
+        let mut publ = client(port, "pub", 30, None);
+        let mut p = Publish::new("x/1", QoS::AtMostOnce, b"one".to_vec());
+        p.pkid = 0;
+        publ.send(&Packet::Publish(p)).unwrap();
+        match next(&mut sub, Duration::from_secs(2)) {
+            Some(Packet::Publish(p)) => {
+                assert_eq!((p.topic.as_str(), &p.payload[..]), ("x/1", &b"one"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let mut u = Unsubscribe::new("x/#");
+        u.pkid = 2;
+        sub.send(&Packet::Unsubscribe(u)).unwrap();
+        assert!(
+            matches!(next(&mut sub, Duration::from_secs(2)), Some(Packet::UnsubAck(a)) if a.pkid == 2)
+        );
+        publ.send(&Packet::Publish(Publish::new(
+            "x/2",
+            QoS::AtMostOnce,
+            b"two".to_vec(),
+        )))
+        .unwrap();
+        assert!(
+            next(&mut sub, Duration::from_millis(300)).is_none(),
+            "unsubscribed"
+        );
+
+        // A client that goes silent past 1.5x its keepalive is dropped and its will sent.
+        let mut s = Subscribe::new("will/#", QoS::AtMostOnce);
+        s.pkid = 3;
+        sub.send(&Packet::Subscribe(s)).unwrap();
+        assert!(matches!(
+            next(&mut sub, Duration::from_secs(2)),
+            Some(Packet::SubAck(_))
+        ));
+        let t0 = Instant::now();
+        let _silent = client(port, "silent", 1, Some("will/silent"));
+        match next(&mut sub, Duration::from_secs(5)) {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(p.topic, "will/silent");
+                assert_eq!(&p.payload[..], b"bye");
+            }
+            other => panic!("no will: {other:?}"),
+        }
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_millis(1400), "{waited:?}");
+
+        // PINGREQ is answered.
+        sub.send(&Packet::PingReq).unwrap();
+        assert!(matches!(
+            next(&mut sub, Duration::from_secs(2)),
+            Some(Packet::PingResp)
+        ));
+        // A clean DISCONNECT sends no will.
+        let w = client(port, "polite", 30, Some("will/polite"));
+        w.disconnect();
+        assert!(next(&mut sub, Duration::from_millis(300)).is_none());
     }
 }

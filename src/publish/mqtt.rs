@@ -221,8 +221,10 @@ impl MqttConn {
             }
         };
         let _ = tcp.set_nodelay(true);
+        // Bounds the TLS handshake and CONNACK too (`poll` sets its own read timeout later).
         tcp.set_write_timeout(Some(o.timeout))
-            .map_err(io_err("set_write_timeout"))?;
+            .and_then(|_| tcp.set_read_timeout(Some(o.timeout)))
+            .map_err(io_err("set socket timeouts"))?;
         let stream = match &o.tls {
             None => Stream::Plain(tcp),
             Some(cfg) => {
@@ -364,6 +366,24 @@ impl PublisherConfig {
             connect_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// The birth `status` message: `{"state":"online","version":…,"streams":[…],"backends":{…},
+/// "labels":[…]}` (`labels` lets subscribers name the classes of postcard messages).
+pub fn birth_message(
+    version: &str,
+    streams: &[String],
+    backends: &serde_json::Value,
+    labels: &[String],
+) -> String {
+    serde_json::json!({
+        "state": "online",
+        "version": version,
+        "streams": streams,
+        "backends": backends,
+        "labels": labels,
+    })
+    .to_string()
 }
 
 /// Base topic of a device.
