@@ -16,6 +16,8 @@
 //! types above them. Everything the frame path touches is allocated at start-up.
 
 pub mod alloc_count;
+#[cfg(feature = "nvdec")]
+pub mod bench_decode;
 pub mod clock;
 pub mod config;
 pub mod decode;
