@@ -352,7 +352,6 @@ impl State {
             }
             if fmt.coded_width <= self.created_max_w
                 && fmt.coded_height <= self.created_max_h
-                && surfaces <= self.created_surfaces
                 && self.mapped == 0
             {
                 let mut rc = sys::CUVIDRECONFIGUREDECODERINFO {
