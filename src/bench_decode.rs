@@ -240,27 +240,28 @@ pub fn bench_decode_with(
                 let mut size = (0, 0);
                 let mut k = 0usize;
                 let mut frames = 0u64;
-                let mut step = |dec: &mut NvdecDecoder, k: &mut usize| -> Result<u64, DecodeError> {
-                    let r = aus[*k % aus.len()].clone();
-                    au.data.clear();
-                    au.data.extend_from_slice(&data[r]);
-                    au.index = *k as u64;
-                    au.pts_us = *k as i64 * 33_333;
-                    *k += 1;
-                    let res = dec.decode(&au, &mut |d| {
-                        // Capacity 64 ≥ pool size: never full.
-                        let _ = out.push(d);
-                    });
-                    let n = out.len() as u64;
-                    for d in out.drain(..) {
-                        size = d.picture.size();
-                        dec.recycle(d.picture, d.token);
-                    }
-                    match res {
-                        Ok(()) | Err(DecodeError::Corrupt { .. }) => Ok(n),
-                        Err(e) => Err(e),
-                    }
-                };
+                let mut step =
+                    |dec: &mut NvdecDecoder, k: &mut usize| -> Result<u64, DecodeError> {
+                        let r = aus[*k % aus.len()].clone();
+                        au.data.clear();
+                        au.data.extend_from_slice(&data[r]);
+                        au.index = *k as u64;
+                        au.pts_us = *k as i64 * 33_333;
+                        *k += 1;
+                        let res = dec.decode(&au, &mut |d| {
+                            // Capacity 64 ≥ pool size: never full.
+                            let _ = out.push(d);
+                        });
+                        let n = out.len() as u64;
+                        for d in out.drain(..) {
+                            size = d.picture.size();
+                            dec.recycle(d.picture, d.token);
+                        }
+                        match res {
+                            Ok(()) | Err(DecodeError::Corrupt { .. }) => Ok(n),
+                            Err(e) => Err(e),
+                        }
+                    };
                 let mut warm_err = None;
                 for _ in 0..WARMUP_AUS {
                     if let Err(e) = step(&mut dec, &mut k) {
@@ -335,10 +336,7 @@ pub fn bench_decode_with(
         seconds,
         frames,
         fps_total: frames as f64 / seconds,
-        fps_per_stream: results
-            .iter()
-            .map(|r| r.frames as f64 / seconds)
-            .collect(),
+        fps_per_stream: results.iter().map(|r| r.frames as f64 / seconds).collect(),
         cpu_ms_per_frame: per_frame(cpu.as_secs_f64() * 1e3),
         // The main thread's sleep and joins allocate nothing inside the window except the
         // result collection (pre-sized), so this is the decode threads' count.

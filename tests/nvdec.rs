@@ -33,12 +33,27 @@ fn media(name: &str) -> Vec<u8> {
 
 /// Reference hashes, embedded so the test binary can run on a GPU host without the sources.
 const REFS: &[(&str, &str)] = &[
-    ("TUD-Campus.h264", include_str!("data/nvdec/TUD-Campus.h264.sha256")),
-    ("TUD-Campus.h265", include_str!("data/nvdec/TUD-Campus.h265.sha256")),
+    (
+        "TUD-Campus.h264",
+        include_str!("data/nvdec/TUD-Campus.h264.sha256"),
+    ),
+    (
+        "TUD-Campus.h265",
+        include_str!("data/nvdec/TUD-Campus.h265.sha256"),
+    ),
     ("bikes.h264", include_str!("data/nvdec/bikes.h264.sha256")),
-    ("car-detection.h265", include_str!("data/nvdec/car-detection.h265.sha256")),
-    ("cam1080.h264", include_str!("data/nvdec/cam1080.h264.sha256")),
-    ("cam1080.h265", include_str!("data/nvdec/cam1080.h265.sha256")),
+    (
+        "car-detection.h265",
+        include_str!("data/nvdec/car-detection.h265.sha256"),
+    ),
+    (
+        "cam1080.h264",
+        include_str!("data/nvdec/cam1080.h264.sha256"),
+    ),
+    (
+        "cam1080.h265",
+        include_str!("data/nvdec/cam1080.h265.sha256"),
+    ),
 ];
 
 fn refs(name: &str) -> Vec<String> {
@@ -209,13 +224,25 @@ fn bit_exact_against_software_decode() {
         let r = run(&mut dec, &media(name), codec, true, true);
         assert!(r.errors.is_empty(), "{name}: {:?}", r.errors);
         assert_eq!(r.hashes.len(), want.len(), "{name}: frame count");
-        let bad: Vec<usize> = (0..want.len()).filter(|&i| r.hashes[i] != want[i]).collect();
-        assert!(bad.is_empty(), "{name}: frames differing from FFmpeg: {bad:?}");
-        assert!(r.per_call.iter().all(|&n| n == 1), "{name}: low latency: one picture per AU");
+        let bad: Vec<usize> = (0..want.len())
+            .filter(|&i| r.hashes[i] != want[i])
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{name}: frames differing from FFmpeg: {bad:?}"
+        );
+        assert!(
+            r.per_call.iter().all(|&n| n == 1),
+            "{name}: low latency: one picture per AU"
+        );
         assert!(r.pts.windows(2).all(|w| w[1] > w[0]), "{name}: pts order");
         assert_eq!(dec.stats().corrupt, 0, "{name}");
         assert_eq!(dec.mapped(), 0);
-        println!("NVDEC_BITEXACT {name} frames={} size={:?} ok", want.len(), r.sizes[0]);
+        println!(
+            "NVDEC_BITEXACT {name} frames={} size={:?} ok",
+            want.len(),
+            r.sizes[0]
+        );
     }
 }
 
@@ -227,7 +254,10 @@ fn resolution_change_reconfigures_and_keeps_decoding() {
         return;
     }
     for (codec, parts) in [
-        (Codec::H264, ["TUD-Campus.h264", "bikes.h264", "TUD-Campus.h264"]),
+        (
+            Codec::H264,
+            ["TUD-Campus.h264", "bikes.h264", "TUD-Campus.h264"],
+        ),
         (
             Codec::H265,
             ["TUD-Campus.h265", "car-detection.h265", "TUD-Campus.h265"],
@@ -243,13 +273,19 @@ fn resolution_change_reconfigures_and_keeps_decoding() {
         let r = run(&mut dec, &data, codec, true, true);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.hashes.len(), want.len());
-        assert_eq!(r.hashes, want, "{codec:?}: pictures after a size change differ");
+        assert_eq!(
+            r.hashes, want,
+            "{codec:?}: pictures after a size change differ"
+        );
         let mut changes: Vec<(u32, u32)> = r.sizes.clone();
         changes.dedup();
         assert_eq!(changes.len(), 3, "{codec:?}: sizes {changes:?}");
         // In place when the driver accepts it; a refused reconfigure falls back to a new
         // decoder, which must still decode bit-exactly.
-        assert!(dec.reconfigures() >= 1, "{codec:?}: cuvidReconfigureDecoder never used");
+        assert!(
+            dec.reconfigures() >= 1,
+            "{codec:?}: cuvidReconfigureDecoder never used"
+        );
         assert_eq!(dec.reconfigures() + dec.recreates(), 2, "{codec:?}");
         println!(
             "NVDEC_RESCHANGE {codec:?} sizes={changes:?} reconfigures={} recreates={} frames={}",
@@ -276,7 +312,10 @@ fn resolution_change_with_mapped_picture_recreates() {
     let mut held: Option<Decoded> = None;
     let mut hashes = Vec::new();
     for (clip, data) in [(0, &a), (1, &b)] {
-        for (i, r) in split_access_units(data, Codec::H264).into_iter().enumerate() {
+        for (i, r) in split_access_units(data, Codec::H264)
+            .into_iter()
+            .enumerate()
+        {
             au.data.clear();
             au.data.extend_from_slice(&data[r]);
             au.index = i as u64;
@@ -294,7 +333,11 @@ fn resolution_change_with_mapped_picture_recreates() {
     }
     assert_eq!(dec.recreates(), 1);
     let held = held.unwrap();
-    assert_eq!(sha_nv12(&dec, &held, &mut host), ra[70], "held picture still valid");
+    assert_eq!(
+        sha_nv12(&dec, &held, &mut host),
+        ra[70],
+        "held picture still valid"
+    );
     dec.recycle(held.picture, held.token);
     assert_eq!(dec.mapped(), 0);
     let want: Vec<String> = ra.into_iter().chain(rb).collect();
@@ -307,10 +350,18 @@ fn too_large_stream_is_an_error() {
         return;
     }
     let mut dec = NvdecDecoder::new(&info(Codec::H264), 0, 4, 320, 240).unwrap();
-    let r = run(&mut dec, &media("TUD-Campus.h264"), Codec::H264, false, false);
+    let r = run(
+        &mut dec,
+        &media("TUD-Campus.h264"),
+        Codec::H264,
+        false,
+        false,
+    );
     assert!(r.hashes.is_empty() && r.sizes.is_empty());
     assert!(
-        r.errors.iter().any(|e| e.contains("exceeds the configured maximum")),
+        r.errors
+            .iter()
+            .any(|e| e.contains("exceeds the configured maximum")),
         "{:?}",
         &r.errors[..r.errors.len().min(3)]
     );
@@ -339,7 +390,11 @@ fn garbage_and_corruption_are_counted_and_survivable() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            *b = if i % 997 < 3 { [0, 0, 1][i % 997] } else { x as u8 };
+            *b = if i % 997 < 3 {
+                [0, 0, 1][i % 997]
+            } else {
+                x as u8
+            };
         }
         let g = run(&mut dec, &noise, codec, false, true);
 
@@ -355,12 +410,7 @@ fn garbage_and_corruption_are_counted_and_survivable() {
         let before = dec.stats().corrupt;
         let c = run(&mut dec, &bad, codec, true, true);
         let want = refs(clip);
-        let differing = c
-            .hashes
-            .iter()
-            .zip(&want)
-            .filter(|(a, b)| a != b)
-            .count();
+        let differing = c.hashes.iter().zip(&want).filter(|(a, b)| a != b).count();
         let corrupt = dec.stats().corrupt - before;
         println!(
             "NVDEC_GARBAGE {codec:?}: noise -> {} pictures, {} errors; corrupted clip -> {} of {} pictures, {corrupt} counted corrupt, {differing} differ from clean, {} decode errors",
@@ -488,7 +538,11 @@ fn bench() {
     }
     if let Ok(p) = std::env::var("NVDEC_BENCH_OUT") {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap();
         f.write_all(lines.as_bytes()).unwrap();
     }
 }

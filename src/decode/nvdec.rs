@@ -229,10 +229,9 @@ struct State {
     max_height: u32,
 
     decoder: sys::CUvideodecoder,
-    /// Size and surface count the current decoder was created with.
+    /// Maximum coded size the current decoder was created with.
     created_max_w: u32,
     created_max_h: u32,
-    created_surfaces: u32,
     /// Current sequence: coded size, display rectangle, output (target) size, surfaces.
     coded_w: u32,
     coded_h: u32,
@@ -477,7 +476,6 @@ impl State {
         self.decoder = dec;
         self.created_max_w = max_w;
         self.created_max_h = max_h;
-        self.created_surfaces = surfaces;
         Ok(())
     }
 
@@ -785,7 +783,6 @@ impl NvdecDecoder {
             decoder: std::ptr::null_mut(),
             created_max_w: 0,
             created_max_h: 0,
-            created_surfaces: 0,
             coded_w: 0,
             coded_h: 0,
             display: sys::CUVIDRECT32::default(),
@@ -907,7 +904,11 @@ impl NvdecDecoder {
         })
     }
 
-    fn parse(&mut self, pkt: &mut sys::CUVIDSOURCEDATAPACKET, index: u64) -> Result<(), DecodeError> {
+    fn parse(
+        &mut self,
+        pkt: &mut sys::CUVIDSOURCEDATAPACKET,
+        index: u64,
+    ) -> Result<(), DecodeError> {
         self.state.err = None;
         // SAFETY: live parser; `pkt` points at caller data valid for the call; the callbacks
         // reach `self.state` only during this call, while we hold `&mut self`.
