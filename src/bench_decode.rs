@@ -6,8 +6,10 @@
 //! The file is split into access units once at start-up by [`split_access_units`], a minimal
 //! Annex-B splitter kept here because `source::file` is not available on this branch yet;
 //! the pipeline's sources replace it once merged. Timing: all decoders are created and warmed
-//! up before a barrier; the measured window runs from the barrier to the deadline, on the
-//! monotonic clock; CPU time is `getrusage(RUSAGE_SELF)` user + system over the same window.
+//! up before a barrier; the measured window runs from the barrier until every stream has
+//! finished the access unit in hand after the deadline (a second barrier, before the decoders
+//! are torn down), on the monotonic clock; CPU time is `getrusage(RUSAGE_SELF)` user + system
+//! over the same window.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,6 +207,7 @@ pub fn bench_decode_with(
     let aus = Arc::new(aus);
     let streams = streams.max(1);
     let barrier = Arc::new(Barrier::new(streams + 1));
+    let done = Arc::new(Barrier::new(streams + 1));
     let stop = Arc::new(AtomicBool::new(false));
     let info = StreamInfo {
         codec,
@@ -216,10 +219,11 @@ pub fn bench_decode_with(
 
     let mut handles = Vec::with_capacity(streams);
     for s in 0..streams {
-        let (data, aus, barrier, stop, info) = (
+        let (data, aus, barrier, done, stop, info) = (
             data.clone(),
             aus.clone(),
             barrier.clone(),
+            done.clone(),
             stop.clone(),
             info.clone(),
         );
@@ -227,63 +231,74 @@ pub fn bench_decode_with(
             .name(format!("bench-dec{s}"))
             .spawn(move || -> Result<StreamResult, DecodeBenchError> {
                 let fail = |source| DecodeBenchError::Decode { stream: s, source };
-                let dec = NvdecDecoder::with_options(&info, gpu, POOL, 3840, 2160, options);
-                let mut dec = match dec {
-                    Ok(d) => d,
-                    Err(e) => {
-                        barrier.wait();
-                        return Err(fail(e));
+                // The decoder outlives the measured window: it is dropped (slow: the driver
+                // frees its surfaces) only after the `done` barrier.
+                let mut holder: Option<NvdecDecoder> = None;
+                let result = 'body: {
+                    let dec =
+                        match NvdecDecoder::with_options(&info, gpu, POOL, 3840, 2160, options) {
+                            Ok(d) => holder.insert(d),
+                            Err(e) => {
+                                barrier.wait();
+                                break 'body Err(fail(e));
+                            }
+                        };
+                    let mut au = AccessUnit::with_capacity(max_au);
+                    let mut out: heapless::Vec<Decoded, 64> = heapless::Vec::new();
+                    let mut size = (0, 0);
+                    let mut k = 0usize;
+                    let mut frames = 0u64;
+                    let mut step =
+                        |dec: &mut NvdecDecoder, k: &mut usize| -> Result<u64, DecodeError> {
+                            let r = aus[*k % aus.len()].clone();
+                            au.data.clear();
+                            au.data.extend_from_slice(&data[r]);
+                            au.index = *k as u64;
+                            au.pts_us = *k as i64 * 33_333;
+                            *k += 1;
+                            let res = dec.decode(&au, &mut |d| {
+                                // Capacity 64 ≥ pool size: never full.
+                                let _ = out.push(d);
+                            });
+                            let n = out.len() as u64;
+                            for d in out.drain(..) {
+                                size = d.picture.size();
+                                dec.recycle(d.picture, d.token);
+                            }
+                            match res {
+                                Ok(()) | Err(DecodeError::Corrupt { .. }) => Ok(n),
+                                Err(e) => Err(e),
+                            }
+                        };
+                    let mut warm_err = None;
+                    for _ in 0..WARMUP_AUS {
+                        if let Err(e) = step(dec, &mut k) {
+                            warm_err = Some(e);
+                            break;
+                        }
                     }
+                    barrier.wait();
+                    if let Some(e) = warm_err {
+                        break 'body Err(fail(e));
+                    }
+                    let before = dec.stats();
+                    while !stop.load(Ordering::Relaxed) {
+                        match step(dec, &mut k) {
+                            Ok(n) => frames += n,
+                            Err(e) => break 'body Err(fail(e)),
+                        }
+                    }
+                    let after = dec.stats();
+                    Ok(StreamResult {
+                        frames,
+                        corrupt: after.corrupt - before.corrupt,
+                        dropped: after.dropped_pool_empty - before.dropped_pool_empty,
+                        size,
+                    })
                 };
-                let mut au = AccessUnit::with_capacity(max_au);
-                let mut out: heapless::Vec<Decoded, 64> = heapless::Vec::new();
-                let mut size = (0, 0);
-                let mut k = 0usize;
-                let mut frames = 0u64;
-                let mut step =
-                    |dec: &mut NvdecDecoder, k: &mut usize| -> Result<u64, DecodeError> {
-                        let r = aus[*k % aus.len()].clone();
-                        au.data.clear();
-                        au.data.extend_from_slice(&data[r]);
-                        au.index = *k as u64;
-                        au.pts_us = *k as i64 * 33_333;
-                        *k += 1;
-                        let res = dec.decode(&au, &mut |d| {
-                            // Capacity 64 ≥ pool size: never full.
-                            let _ = out.push(d);
-                        });
-                        let n = out.len() as u64;
-                        for d in out.drain(..) {
-                            size = d.picture.size();
-                            dec.recycle(d.picture, d.token);
-                        }
-                        match res {
-                            Ok(()) | Err(DecodeError::Corrupt { .. }) => Ok(n),
-                            Err(e) => Err(e),
-                        }
-                    };
-                let mut warm_err = None;
-                for _ in 0..WARMUP_AUS {
-                    if let Err(e) = step(&mut dec, &mut k) {
-                        warm_err = Some(e);
-                        break;
-                    }
-                }
-                barrier.wait();
-                if let Some(e) = warm_err {
-                    return Err(fail(e));
-                }
-                let before = dec.stats();
-                while !stop.load(Ordering::Relaxed) {
-                    frames += step(&mut dec, &mut k).map_err(fail)?;
-                }
-                let after = dec.stats();
-                Ok(StreamResult {
-                    frames,
-                    corrupt: after.corrupt - before.corrupt,
-                    dropped: after.dropped_pool_empty - before.dropped_pool_empty,
-                    size,
-                })
+                done.wait();
+                drop(holder);
+                result
             })
             .map_err(|source| DecodeBenchError::Io {
                 path: path.into(),
@@ -299,6 +314,12 @@ pub fn bench_decode_with(
     let alloc0 = crate::alloc_count::total();
     std::thread::sleep(duration);
     stop.store(true, Ordering::Relaxed);
+    // Every stream finishes the access unit in hand (and counts it), then waits here: the
+    // window ends before decoder teardown, which is neither timed nor charged as CPU.
+    done.wait();
+    let seconds = t0.elapsed().as_secs_f64();
+    let cpu = cpu_time().saturating_sub(cpu0);
+    let allocs = crate::alloc_count::total() - alloc0;
     let mut results = Vec::with_capacity(streams);
     let mut first_err = None;
     for h in handles {
@@ -315,9 +336,6 @@ pub fn bench_decode_with(
             }
         }
     }
-    let seconds = t0.elapsed().as_secs_f64();
-    let cpu = cpu_time().saturating_sub(cpu0);
-    let allocs = crate::alloc_count::total() - alloc0;
     if let Some(e) = first_err {
         return Err(e);
     }
