@@ -344,6 +344,24 @@ fn resolution_change_with_mapped_picture_recreates() {
     assert_eq!(hashes, want);
 }
 
+/// Mapping on a caller's (non-blocking) CUDA stream gives the same pictures.
+#[test]
+fn output_stream_mapping_is_bit_exact() {
+    if !gpu() {
+        return;
+    }
+    let ctx = cudarc::driver::CudaContext::new(0).unwrap();
+    let stream = ctx.new_stream().unwrap();
+    for name in ["cam1080.h264", "TUD-Campus.h265"] {
+        let codec = codec_of(name);
+        let mut dec = NvdecDecoder::new(&info(codec), 0, 4, 1920, 1080).unwrap();
+        dec.set_output_stream(stream.clone());
+        let r = run(&mut dec, &media(name), codec, true, true);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.hashes, refs(name), "{name} mapped on a caller stream");
+    }
+}
+
 #[test]
 fn too_large_stream_is_an_error() {
     if !gpu() {

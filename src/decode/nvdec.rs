@@ -37,7 +37,7 @@ use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
-use cudarc::driver::CudaContext;
+use cudarc::driver::{CudaContext, CudaStream};
 use jetwatch_ffi::nvcuvid as sys;
 use serde::Serialize;
 
@@ -248,6 +248,8 @@ struct State {
     decode_failed: [bool; MAX_DECODE_SURFACES],
     slots: Box<[Option<MappedSlot>]>,
     mapped: usize,
+    /// `CUVIDPROCPARAMS::output_stream` for mapping (null = the legacy default stream).
+    output_stream: sys::CUstream,
     retired: [sys::CUvideodecoder; MAX_RETIRED],
 
     stats: DecodeStats,
@@ -559,6 +561,7 @@ impl State {
             let mut vpp = sys::CUVIDPROCPARAMS {
                 progressive_frame: c_int::from(e.progressive),
                 top_field_first: c_int::from(e.top_field_first),
+                output_stream: self.output_stream,
                 ..Default::default()
             };
             let mut dptr = 0u64;
@@ -719,6 +722,8 @@ pub struct NvdecDecoder {
     options: NvdecOptions,
     parser: sys::CUvideoparser,
     state: Box<State>,
+    /// Kept alive while its handle is in `state.output_stream`.
+    output_stream: Option<Arc<CudaStream>>,
 }
 
 // SAFETY: the raw handles (parser, decoders, mapped pointers) are not tied to the creating
@@ -796,6 +801,7 @@ impl NvdecDecoder {
             decode_failed: [false; MAX_DECODE_SURFACES],
             slots: vec![None; pool_size].into_boxed_slice(),
             mapped: 0,
+            output_stream: std::ptr::null_mut(),
             retired: [std::ptr::null_mut(); MAX_RETIRED],
             stats: DecodeStats::default(),
             reconfigures: 0,
@@ -814,7 +820,20 @@ impl NvdecDecoder {
             options,
             parser,
             state,
+            output_stream: None,
         })
+    }
+
+    /// Makes `cuvidMapVideoFrame64` run its post-processing copy on `stream`
+    /// (`CUVIDPROCPARAMS::output_stream`), so a consumer on that stream (the preprocess
+    /// kernel) is ordered after it without a device-wide sync. Without this the copy runs on
+    /// the legacy default stream, which does not order against non-blocking streams such as
+    /// cudarc's. The stream must belong to this decoder's device. As always, recycle a
+    /// picture only once the GPU work reading it has finished (`cuvidUnmapVideoFrame64` is
+    /// not documented as stream-ordered).
+    pub fn set_output_stream(&mut self, stream: Arc<CudaStream>) {
+        self.state.output_stream = stream.cu_stream() as sys::CUstream;
+        self.output_stream = Some(stream);
     }
 
     /// Decoder re-creations caused by a change of stream size that did not fit.
@@ -857,6 +876,12 @@ impl NvdecDecoder {
             });
         }
         self.bind()?;
+        if let Some(s) = &self.output_stream {
+            s.synchronize().map_err(|e| DecodeError::Backend {
+                backend: BACKEND,
+                msg: format!("cuStreamSynchronize (download): {e}"),
+            })?;
+        }
         let dst_pitch = dst.pitch;
         let (y, uv) = dst.planes_mut();
         for (src, host, rows) in [
@@ -1024,17 +1049,18 @@ impl Decoder for NvdecDecoder {
             log::warn!("nvdec: recycle: {e}");
             return;
         }
-        if let Picture::Device(p) = &picture {
-            let ok = self
+        let ok = match &picture {
+            Picture::Device(p) => self
                 .state
                 .slots
                 .get(token as usize)
                 .and_then(|s| s.as_ref())
-                .is_some_and(|m| m.dptr == p.luma);
-            if !ok {
-                log::warn!("nvdec: recycle: token {token} does not match the picture");
-                return;
-            }
+                .is_some_and(|m| m.dptr == p.luma),
+            _ => false,
+        };
+        if !ok {
+            log::warn!("nvdec: recycle: token {token} does not match a picture of this decoder");
+            return;
         }
         self.state.unmap_slot(token as usize);
     }
