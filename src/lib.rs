@@ -17,6 +17,8 @@
 
 pub mod alloc_count;
 pub mod assets;
+#[cfg(feature = "nvdec")]
+pub mod bench_decode;
 pub mod clock;
 pub mod config;
 pub mod decode;
