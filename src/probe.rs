@@ -178,7 +178,7 @@ pub fn probe() -> ProbeReport {
     });
     let nvcuvid = find_library(&["libnvcuvid.so.1", "libnvcuvid.so"]);
     b.push(match (&nvcuvid, cfg!(feature = "nvdec")) {
-        (Some(l), true) => status("decode", "nvdec", true, format!("{l} found")),
+        (Some(l), true) => nvdec_status(l),
         (Some(l), false) => status("decode", "nvdec", false, format!("{l} found, but this build lacks the `nvdec` feature")),
         (None, _) => status(
             "decode",
@@ -268,6 +268,48 @@ pub fn probe() -> ProbeReport {
         auto_decoder,
         auto_engine,
     }
+}
+
+#[cfg(feature = "nvdec")]
+fn nvdec_status(lib: &str) -> BackendStatus {
+    match crate::decode::nvdec::nvdec_caps(0) {
+        Ok(c) => {
+            let codecs: Vec<String> = c
+                .codecs
+                .iter()
+                .filter(|k| k.supported)
+                .map(|k| {
+                    format!(
+                        "{} {}-bit up to {}x{}",
+                        k.codec, k.bit_depth, k.max_width, k.max_height
+                    )
+                })
+                .collect();
+            status(
+                "decode",
+                "nvdec",
+                true,
+                format!(
+                    "{} on GPU 0 ({}): {} NVDEC engine(s); {}",
+                    lib,
+                    c.gpu_name,
+                    c.engines,
+                    codecs.join(", ")
+                ),
+            )
+        }
+        Err(e) => status("decode", "nvdec", false, format!("{lib} found, but {e}")),
+    }
+}
+
+#[cfg(not(feature = "nvdec"))]
+fn nvdec_status(lib: &str) -> BackendStatus {
+    status(
+        "decode",
+        "nvdec",
+        false,
+        format!("{lib} found, but this build lacks the `nvdec` feature"),
+    )
 }
 
 /// Finds an executable on PATH (and in /usr/sbin, where Debian puts mosquitto).
