@@ -3,7 +3,7 @@
 # cargo-fuzz uses, no sanitizer, so it is fast) on the stable toolchain, and runs each for a
 # short time on a seed corpus made from ../shared/media and the repository's configs.
 #
-#   tools/fuzz.sh [seconds-per-target]     (default 20)
+#   tools/fuzz.sh [seconds-per-target]     (default 15)
 #
 # Env: JETWATCH_SHARED (default ../shared next to the repo), FUZZ_TARGET_DIR (default
 # fuzz/target), FUZZ_TARGETS (default "au_assembly sps config"; add wire_decode once
@@ -11,7 +11,7 @@
 # Crashes land in fuzz/artifacts/<target>/ and make the script fail.
 set -euo pipefail
 
-secs=${1:-20}
+secs=${1:-15}
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${JETWATCH_SHARED:-$root/../shared}
 targets=${FUZZ_TARGETS:-"au_assembly sps config"}
@@ -43,7 +43,9 @@ seed() { # seed TARGET: fill the corpus directory of TARGET once
             for f in "$shared"/media/*.h264 "$shared"/media/*.h265; do
                 [ -f "$f" ] || continue
                 head -c 2048 "$f" >"$dir/$(basename "$f").2k"
-                [ "$1" = au_assembly ] && head -c 24576 "$f" >"$dir/$(basename "$f").24k"
+                if [ "$1" = au_assembly ]; then
+                    head -c 24576 "$f" >"$dir/$(basename "$f").24k"
+                fi
             done
         else
             echo "fuzz: no $shared/media; starting $1 from an empty corpus" >&2
@@ -87,7 +89,7 @@ for t in $targets; do
         echo "fuzz: $t FAILED (artifacts in fuzz/artifacts/$t/)" >&2
         status=1
     else
-        grep -E "stat::number_of_executed_runs|stat::new_units_added" "$CARGO_TARGET_DIR/$t.log" \
+        grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added" "$CARGO_TARGET_DIR/$t.log" \
             | sed "s/^/fuzz: $t: /" || true
     fi
 done

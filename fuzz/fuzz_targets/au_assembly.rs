@@ -19,7 +19,9 @@ fn check_au(codec: Codec, out: &[u8], meta: &AuMeta) {
     );
     let nals: Vec<&[u8]> = NalUnits::new(out).collect();
     assert_eq!(nals.len(), meta.nal_units);
-    let key = nals.iter().any(|n| is_keyframe_type(codec, nal_type(codec, n)));
+    let key = nals
+        .iter()
+        .any(|n| is_keyframe_type(codec, nal_type(codec, n)));
     assert_eq!(key, meta.keyframe);
 }
 
@@ -81,7 +83,10 @@ fuzz_target!(|data: &[u8]| {
                 }
                 tail += n.len();
             }
-            assert!(pulled + tail >= total, "lost NAL bytes: {pulled} + {tail} < {total}");
+            assert!(
+                pulled + tail >= total,
+                "lost NAL bytes: {pulled} + {tail} < {total}"
+            );
         }
     }
 });

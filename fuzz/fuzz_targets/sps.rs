@@ -12,7 +12,10 @@ use libfuzzer_sys::fuzz_target;
 fn check(r: Result<SpsInfo, jetwatch::source::sps::SpsError>) {
     if let Ok(s) = r {
         assert!(s.width > 0 && s.height > 0);
-        assert!(s.width <= 16 * 1024 * 2 && s.height <= 16 * 1024 * 2, "{s:?}");
+        assert!(
+            s.width <= 16 * 1024 * 2 && s.height <= 16 * 1024 * 2,
+            "{s:?}"
+        );
         if let Some(f) = s.fps {
             assert!(f.is_finite() && f > 0.0);
         }
