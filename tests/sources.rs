@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use jetwatch::error::SourceError;
-use jetwatch::frame::{AccessUnit, Codec};
+use jetwatch::frame::{AccessUnit, Codec, ColourDesc};
 use jetwatch::source::file::open_file;
 use jetwatch::source::{Source, SourceEvent};
 
@@ -116,6 +116,14 @@ fn check_clip(clip: &Clip, codec: Codec, file: &Path) -> Read {
     assert_eq!(
         (info.width, info.height),
         (clip.width, clip.height),
+        "{}",
+        file.display()
+    );
+    // car-detection and one-by-one say BT.601 (smpte170m) limited range in their VUI; the
+    // others say nothing: the height rule gives BT.601 below 576 lines and BT.709 for 1080.
+    assert_eq!(
+        info.colour,
+        ColourDesc::default_for_height(clip.height),
         "{}",
         file.display()
     );
