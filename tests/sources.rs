@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use jetwatch::error::SourceError;
-use jetwatch::frame::{AccessUnit, Codec};
+use jetwatch::frame::{AccessUnit, Codec, ColourDesc};
 use jetwatch::source::file::open_file;
 use jetwatch::source::{Source, SourceEvent};
 
@@ -116,6 +116,14 @@ fn check_clip(clip: &Clip, codec: Codec, file: &Path) -> Read {
     assert_eq!(
         (info.width, info.height),
         (clip.width, clip.height),
+        "{}",
+        file.display()
+    );
+    // car-detection and one-by-one say BT.601 (smpte170m) limited range in their VUI; the
+    // others say nothing: the height rule gives BT.601 below 576 lines and BT.709 for 1080.
+    assert_eq!(
+        info.colour,
+        ColourDesc::default_for_height(clip.height),
         "{}",
         file.display()
     );
@@ -290,12 +298,6 @@ fn empty_missing_unknown_and_oversized_inputs_are_clear_errors() {
         SourceError::UnsupportedCodec { what, .. } => assert!(what.contains("mp4v"), "{e}"),
         other => panic!("expected UnsupportedCodec, got {other}"),
     }
-    // An MPEG-4 Part 2 file written by ffmpeg, if tools/make-test-media.sh made one.
-    let made = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-media/mpeg4.mp4");
-    if made.is_file() {
-        let e = open_file(&made, None, false, MAX_AU).err().unwrap();
-        assert!(e.to_string().contains("mp4v"), "{e}");
-    }
 
     // An access unit larger than the buffer: TooLarge, and the source goes on.
     for f in ["TUD-Campus_h264.mp4", "TUD-Campus.h264"] {
@@ -417,5 +419,60 @@ fn corrupted_bytes_never_panic() {
             read_damaged(&p);
         }
     }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// The odd streams of tools/make-test-media.sh (needs ffmpeg, as the decoder tests do).
+#[test]
+fn odd_streams_made_by_ffmpeg() {
+    let d = temp_dir("odd");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/make-test-media.sh");
+    let st = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&d)
+        .env("JETWATCH_SHARED", media().parent().unwrap())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("bash");
+    assert!(
+        st.success(),
+        "tools/make-test-media.sh failed (is ffmpeg installed?)"
+    );
+
+    // MPEG-4 Part 2 and (if this ffmpeg encodes it) AV1: unsupported, naming the fourcc.
+    for (f, fourcc) in [("mpeg4.mp4", "mp4v"), ("av1.mp4", "av01")] {
+        if f == "av1.mp4" && !d.join(f).is_file() {
+            continue;
+        }
+        let e = open_file(&d.join(f), None, false, MAX_AU).err().unwrap();
+        assert!(
+            matches!(&e, SourceError::UnsupportedCodec { what, .. } if what.contains(fourcc)),
+            "{f}: {e}"
+        );
+    }
+
+    // No SPS anywhere: a clear format error.
+    let e = open_file(&d.join("no-sps.h264"), None, false, MAX_AU)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("sequence parameter set"), "{e}");
+
+    // Resolution change: the second IDR carries its own (640x480) SPS in front.
+    let mut src = open_file(&d.join("res-change.h264"), None, false, MAX_AU).unwrap();
+    assert_eq!((src.info().width, src.info().height), (320, 240));
+    let r = read_all(src.as_mut()).unwrap();
+    assert_eq!(r.aus.len(), 50);
+    let keys: Vec<usize> = (0..50).filter(|&i| r.aus[i].1).collect();
+    assert_eq!(keys, vec![0, 25]);
+    let sps = jetwatch::source::annexb::NalUnits::new(&r.aus[25].0)
+        .find(|n| n[0] & 0x1f == 7)
+        .unwrap();
+    let info = jetwatch::source::sps::parse_h264_sps(sps).unwrap();
+    assert_eq!((info.width, info.height), (640, 480));
+
+    // Cut inside a slice: the AUs before it and the partial last one, no error.
+    let mut src = open_file(&d.join("cut-in-nal.h264"), None, false, MAX_AU).unwrap();
+    let r = read_all(src.as_mut()).unwrap();
+    assert!(r.aus.len() > 1 && r.aus.len() < 71, "{}", r.aus.len());
     std::fs::remove_dir_all(&d).ok();
 }

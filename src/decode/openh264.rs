@@ -30,6 +30,9 @@ pub struct OpenH264Decoder {
     max_width: u32,
     max_height: u32,
     stats: DecodeStats,
+    /// PTS of the last access unit, given to pictures drained by `flush` (OpenH264 outputs
+    /// in decoding order without delay for streams without B-frames, so these are the last).
+    last_pts_us: i64,
 }
 
 impl std::fmt::Debug for OpenH264Decoder {
@@ -92,6 +95,7 @@ impl OpenH264Decoder {
             max_width,
             max_height,
             stats: DecodeStats::default(),
+            last_pts_us: 0,
         })
     }
 
@@ -134,6 +138,7 @@ impl Decoder for OpenH264Decoder {
         sink: &mut dyn FnMut(Decoded),
     ) -> Result<(), DecodeError> {
         self.stats.access_units += 1;
+        self.last_pts_us = au.pts_us;
         let yuv = match self.dec.decode(&au.data) {
             Ok(Some(yuv)) => yuv,
             Ok(None) => return Ok(()),
@@ -215,7 +220,7 @@ impl Decoder for OpenH264Decoder {
             self.stats.pictures += 1;
             sink(Decoded {
                 picture: Picture::Host(pic),
-                pts_us: 0,
+                pts_us: self.last_pts_us,
                 colour: self.colour,
                 token,
             });

@@ -591,7 +591,7 @@ mod tests {
     }
     fn to_bytes(mut bits: Vec<bool>) -> Vec<u8> {
         bits.push(true); // rbsp_stop_one_bit
-        while bits.len() % 8 != 0 {
+        while !bits.len().is_multiple_of(8) {
             bits.push(false);
         }
         let raw: Vec<u8> = bits
