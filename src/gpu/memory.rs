@@ -90,6 +90,27 @@ impl DeviceBuffer {
         })
     }
 
+    /// Queues a copy of the first `n` bytes of `src` into the start of this buffer.
+    pub fn copy_from_device_async(
+        &self,
+        src: &DeviceBuffer,
+        n: usize,
+        stream: &CudaStream,
+    ) -> Result<(), GpuError> {
+        if n > self.bytes || n > src.bytes {
+            return Err(GpuError::BadArgument(format!(
+                "device copy of {n} bytes between buffers of {} and {} bytes",
+                src.bytes, self.bytes
+            )));
+        }
+        same_ctx(&self.ctx, stream)?;
+        // SAFETY: both ranges checked; same context; both buffers outlive the call, and the
+        // caller keeps them alive until the stream has run the copy.
+        check("cuMemcpyDtoDAsync", unsafe {
+            sys::cuMemcpyDtoDAsync_v2(self.ptr, src.ptr, n, stream.raw())
+        })
+    }
+
     /// Synchronous copy from the host into the start of the buffer.
     pub fn copy_from_host<T: bytemuck::Pod>(&self, src: &[T]) -> Result<(), GpuError> {
         let n = std::mem::size_of_val(src);
