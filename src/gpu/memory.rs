@@ -310,15 +310,24 @@ impl CudaArray2D {
             )));
         }
         self.ctx.bind()?;
-        // SAFETY: all-zero is a valid CUDA_MEMCPY2D (null handles, offsets 0); fields set below.
-        let mut c: sys::CUDA_MEMCPY2D = unsafe { std::mem::zeroed() };
-        c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_HOST;
-        c.srcHost = src.as_ptr().cast();
-        c.srcPitch = pitch;
-        c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_ARRAY;
-        c.dstArray = self.arr;
-        c.WidthInBytes = row;
-        c.Height = self.height;
+        let c = sys::CUDA_MEMCPY2D {
+            srcXInBytes: 0,
+            srcY: 0,
+            srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
+            srcHost: src.as_ptr().cast(),
+            srcDevice: 0,
+            srcArray: std::ptr::null_mut(),
+            srcPitch: pitch,
+            dstXInBytes: 0,
+            dstY: 0,
+            dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_ARRAY,
+            dstHost: std::ptr::null_mut(),
+            dstDevice: 0,
+            dstArray: self.arr,
+            dstPitch: 0,
+            WidthInBytes: row,
+            Height: self.height,
+        };
         // SAFETY: source range checked above; destination is this array, fully covered.
         check("cuMemcpy2D", unsafe { sys::cuMemcpy2D_v2(&c) })
     }
