@@ -43,13 +43,18 @@ fn nvcc_path() -> Result<PathBuf, String> {
             if p.is_file() {
                 return Ok(p);
             }
-            return Err(format!("{v}={} has no bin/nvcc", Path::new(&home).display()));
+            return Err(format!(
+                "{v}={} has no bin/nvcc",
+                Path::new(&home).display()
+            ));
         }
     }
-    Err("the `cuda` feature needs nvcc to compile kernels/*.cu, and none was named: set NVCC \
+    Err(
+        "the `cuda` feature needs nvcc to compile kernels/*.cu, and none was named: set NVCC \
          (or CUDA_HOME) to a CUDA toolkit, or run tools/install-nvcc.sh and set \
          NVCC=$(tools/install-nvcc.sh)"
-        .to_string())
+            .to_string(),
+    )
 }
 
 fn archs() -> Result<Vec<u32>, String> {

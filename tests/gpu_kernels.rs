@@ -15,9 +15,7 @@ use std::time::Instant;
 use half::f16;
 use jetwatch::alloc_count::{self, CountingAlloc};
 use jetwatch::frame::{ColourDesc, DeviceArrayNv12, DeviceNv12, HostNv12, Matrix, Picture};
-use jetwatch::gpu::{
-    CudaArray2D, CudaContext, CudaEvent, CudaStream, DeviceBuffer, TextureFilter,
-};
+use jetwatch::gpu::{CudaArray2D, CudaContext, CudaEvent, CudaStream, DeviceBuffer, TextureFilter};
 use jetwatch::postprocess::cpu::CpuPostprocess;
 use jetwatch::postprocess::cuda::CudaPostprocess;
 use jetwatch::postprocess::{DetectionList, HeadKind, Postprocess, PostprocessOptions};
@@ -178,11 +176,7 @@ fn upload_arrays(ctx: &Arc<CudaContext>, p: &HostNv12) -> ArrPicture {
         height: p.height,
         device: ctx.ordinal(),
     });
-    ArrPicture {
-        _l: l,
-        _c: c,
-        pic,
-    }
+    ArrPicture { _l: l, _c: c, pic }
 }
 
 fn input_spec(spec: &PreprocessSpec, batch: usize) -> TensorSpec {
@@ -278,11 +272,17 @@ fn compare_preprocess(
         let written = host.iter().any(|(_, _, s)| *s == k);
         let (xa, xb) = (&a[k * item..(k + 1) * item], &b[k * item..(k + 1) * item]);
         if !written {
-            assert!(xb.iter().all(|v| v.is_nan()), "slot {k} was not a job but was written");
+            assert!(
+                xb.iter().all(|v| v.is_nan()),
+                "slot {k} was not a job but was written"
+            );
             continue;
         }
         for (i, (p, q)) in xa.iter().zip(xb).enumerate() {
-            assert!(q.is_finite(), "slot {k} element {i} not written (or NaN): {q}");
+            assert!(
+                q.is_finite(),
+                "slot {k} element {i} not written (or NaN): {q}"
+            );
             let d = (p - q).abs() / range * 255.0;
             if d > worst {
                 worst = d;
@@ -293,7 +293,14 @@ fn compare_preprocess(
 }
 
 fn random_spec(rng: &mut Rng) -> PreprocessSpec {
-    let canvases = [(640, 640), (320, 320), (416, 256), (352, 352), (640, 384), (33, 17)];
+    let canvases = [
+        (640, 640),
+        (320, 320),
+        (416, 256),
+        (352, 352),
+        (640, 384),
+        (33, 17),
+    ];
     let (width, height) = canvases[rng.below(canvases.len() as u64) as usize];
     PreprocessSpec {
         width,
@@ -328,7 +335,8 @@ fn random_size(rng: &mut Rng) -> (u32, u32, usize) {
         1 => (1920, 1080),
         _ => (rng.range(2, 2100) as u32, rng.range(2, 1300) as u32),
     };
-    let pitch = (w as usize).div_ceil(2) * 2 + rng.range(0, 3) as usize * 2 * rng.below(70) as usize;
+    let pitch =
+        (w as usize).div_ceil(2) * 2 + rng.range(0, 3) as usize * 2 * rng.below(70) as usize;
     (w, h, pitch)
 }
 
@@ -394,7 +402,15 @@ fn preprocess_texture_matches_cpu_twin() {
         let p = compare_preprocess(&ctx, &stream, spec, batch, &host, &ap, TextureFilter::Point);
         assert!(p <= 1.0, "texture point path: max |Δ| {p}/255");
         point = point.max(p);
-        let l = compare_preprocess(&ctx, &stream, spec, batch, &host, &ap, TextureFilter::Linear);
+        let l = compare_preprocess(
+            &ctx,
+            &stream,
+            spec,
+            batch,
+            &host,
+            &ap,
+            TextureFilter::Linear,
+        );
         if smooth {
             linear_smooth = linear_smooth.max(l);
         } else {
@@ -404,8 +420,14 @@ fn preprocess_texture_matches_cpu_twin() {
     // Hardware bilinear quantises each weight to 1/256 (error ≤ 1/512 per axis): on luma and
     // chroma steps of up to 255 that is ≤ 1 unit each, which the colour matrix amplifies to at
     // most 1.164 + 2.113 ≈ 3.3 units on B (limited range, BT.709).
-    assert!(linear_noise <= 3.3, "hardware bilinear on noise: {linear_noise}/255");
-    assert!(linear_smooth <= 1.0, "hardware bilinear on smooth pictures: {linear_smooth}/255");
+    assert!(
+        linear_noise <= 3.3,
+        "hardware bilinear on noise: {linear_noise}/255"
+    );
+    assert!(
+        linear_smooth <= 1.0,
+        "hardware bilinear on smooth pictures: {linear_smooth}/255"
+    );
     println!(
         "RESULT preprocess texture: point max |Δ| = {point:.4}/255; hardware bilinear: smooth \
          {linear_smooth:.3}/255, random noise {linear_noise:.3}/255 (bound 3.3)"
@@ -440,7 +462,13 @@ fn preprocess_matches_cpu_twin_on_real_frames() {
     let mut frames: Vec<HostNv12> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("nv12_"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("nv12_")
+        })
         .map(|p| read_nv12(&p))
         .collect();
     frames.sort_by_key(|f| f.width);
@@ -528,12 +556,18 @@ fn compare_postprocess(
     let dbuf = DeviceBuffer::alloc(ctx, spec.bytes()).unwrap();
     match dtype {
         DType::F32 => {
-            host.host_buf_mut().unwrap().as_f32_mut().copy_from_slice(data);
+            host.host_buf_mut()
+                .unwrap()
+                .as_f32_mut()
+                .copy_from_slice(data);
             dbuf.copy_from_host(data).unwrap();
         }
         DType::F16 => {
             let h: Vec<f16> = data.iter().map(|v| f16::from_f32(*v)).collect();
-            host.host_buf_mut().unwrap().as_f16_mut().copy_from_slice(&h);
+            host.host_buf_mut()
+                .unwrap()
+                .as_f16_mut()
+                .copy_from_slice(&h);
             dbuf.copy_from_host(&h).unwrap();
         }
     }
@@ -568,7 +602,11 @@ fn random_letterbox(rng: &mut Rng, canvas: (u32, u32)) -> Letterbox {
         pad: 114.0,
         dtype: DType::F32,
     };
-    Letterbox::compute(&spec, rng.range(64, 3840) as u32, rng.range(64, 2160) as u32)
+    Letterbox::compute(
+        &spec,
+        rng.range(64, 3840) as u32,
+        rng.range(64, 2160) as u32,
+    )
 }
 
 /// A random head output, boxes clustered so NMS has work, scores with ties.
@@ -597,13 +635,17 @@ fn random_output(rng: &mut Rng, head: HeadKind, b: usize, canvas: (u32, u32)) ->
                     item[3 * anchors + a] = 8.0 + rng.f32() * 150.0;
                     let o = score(rng);
                     for c in 0..classes {
-                        item[(4 + c) * anchors + a] = o * if rng.below(4) == 0 { 1.0 } else { rng.f32() };
+                        item[(4 + c) * anchors + a] =
+                            o * if rng.below(4) == 0 { 1.0 } else { rng.f32() };
                     }
                 }
             }
             v
         }
-        HeadKind::YoloV5 { classes, anchors } | HeadKind::YoloX { classes, anchors, .. } => {
+        HeadKind::YoloV5 { classes, anchors }
+        | HeadKind::YoloX {
+            classes, anchors, ..
+        } => {
             let raw = matches!(head, HeadKind::YoloX { decoded: false, .. });
             let stride = 5 + classes;
             let mut v = vec![0f32; b * anchors * stride];
@@ -651,17 +693,48 @@ fn postprocess_matches_cpu_twin_on_random_outputs() {
     let mut cases = 0;
     for i in 0..36 {
         let (head, canvas) = match i % 6 {
-            0 | 1 => (HeadKind::YoloV8 { classes: 80, anchors: 8400 }, (640, 640)),
-            2 => (HeadKind::YoloV8 { classes: rng.range(1, 5) as usize, anchors: rng.range(1, 3000) as usize }, (640, 640)),
-            3 => (HeadKind::YoloV5 { classes: 80, anchors: 25200 }, (640, 640)),
-            4 => (HeadKind::EndToEnd { max_detections: 300 }, (640, 640)),
-            _ => (HeadKind::YoloX { classes: 80, anchors: 3549, decoded: rng.bool() }, (416, 416)),
+            0 | 1 => (
+                HeadKind::YoloV8 {
+                    classes: 80,
+                    anchors: 8400,
+                },
+                (640, 640),
+            ),
+            2 => (
+                HeadKind::YoloV8 {
+                    classes: rng.range(1, 5) as usize,
+                    anchors: rng.range(1, 3000) as usize,
+                },
+                (640, 640),
+            ),
+            3 => (
+                HeadKind::YoloV5 {
+                    classes: 80,
+                    anchors: 25200,
+                },
+                (640, 640),
+            ),
+            4 => (
+                HeadKind::EndToEnd {
+                    max_detections: 300,
+                },
+                (640, 640),
+            ),
+            _ => (
+                HeadKind::YoloX {
+                    classes: 80,
+                    anchors: 3549,
+                    decoded: rng.bool(),
+                },
+                (416, 416),
+            ),
         };
         let (shape1, shape2) = match head {
             HeadKind::YoloV8 { classes, anchors } => (4 + classes, anchors),
-            HeadKind::YoloV5 { classes, anchors } | HeadKind::YoloX { classes, anchors, .. } => {
-                (anchors, 5 + classes)
-            }
+            HeadKind::YoloV5 { classes, anchors }
+            | HeadKind::YoloX {
+                classes, anchors, ..
+            } => (anchors, 5 + classes),
             HeadKind::EndToEnd { max_detections } => (max_detections, 6),
         };
         let b = rng.range(1, 4) as usize;
@@ -670,15 +743,32 @@ fn postprocess_matches_cpu_twin_on_random_outputs() {
             score_threshold: thr,
             iou_threshold: [0.45f32, 0.7, 0.3][rng.below(3) as usize],
             max_detections: [100usize, 256, 7][rng.below(3) as usize],
-            class_filter: if rng.below(4) == 0 { vec![0, 2, 5, 7] } else { vec![] },
+            class_filter: if rng.below(4) == 0 {
+                vec![0, 2, 5, 7]
+            } else {
+                vec![]
+            },
         };
         let dtype = if rng.bool() { DType::F32 } else { DType::F16 };
         let data = random_output(&mut rng, head, b, canvas);
         let lbs: Vec<Letterbox> = (0..b).map(|_| random_letterbox(&mut rng, canvas)).collect();
         // Raw YOLOX boxes go through exp(): CUDA's expf and the host's may differ by an ulp.
-        let tol = if matches!(head, HeadKind::YoloX { decoded: false, .. }) { 1e-5 } else { 0.0 };
+        let tol = if matches!(head, HeadKind::YoloX { decoded: false, .. }) {
+            1e-5
+        } else {
+            0.0
+        };
         let counts = compare_postprocess(
-            &ctx, &stream, head, canvas, &opts, [b, shape1, shape2], dtype, &data, &lbs, tol,
+            &ctx,
+            &stream,
+            head,
+            canvas,
+            &opts,
+            [b, shape1, shape2],
+            dtype,
+            &data,
+            &lbs,
+            tol,
         );
         total += counts.iter().sum::<usize>();
         cases += b;
@@ -700,9 +790,15 @@ fn postprocess_matches_cpu_twin_on_real_yolov8n_output() {
         left: v[4],
         top: v[5],
     };
-    let head = HeadKind::YoloV8 { classes: 80, anchors: 8400 };
+    let head = HeadKind::YoloV8 {
+        classes: 80,
+        anchors: 8400,
+    };
     let mut report = String::new();
-    for (file, dtype) in [("yolov8n_out_f32.bin", DType::F32), ("yolov8n_out_f16.bin", DType::F16)] {
+    for (file, dtype) in [
+        ("yolov8n_out_f32.bin", DType::F32),
+        ("yolov8n_out_f16.bin", DType::F16),
+    ] {
         let raw = std::fs::read(dir.join(file)).unwrap();
         let data: Vec<f32> = match dtype {
             DType::F32 => raw
@@ -715,7 +811,11 @@ fn postprocess_matches_cpu_twin_on_real_yolov8n_output() {
                 .collect(),
         };
         assert_eq!(data.len(), 84 * 8400);
-        for (thr, iou, max) in [(0.25f32, 0.45f32, 100usize), (0.01, 0.45, 256), (0.001, 0.7, 256)] {
+        for (thr, iou, max) in [
+            (0.25f32, 0.45f32, 100usize),
+            (0.01, 0.45, 256),
+            (0.001, 0.7, 256),
+        ] {
             let opts = PostprocessOptions {
                 score_threshold: thr,
                 iou_threshold: iou,
@@ -723,12 +823,23 @@ fn postprocess_matches_cpu_twin_on_real_yolov8n_output() {
                 class_filter: vec![],
             };
             let n = compare_postprocess(
-                &ctx, &stream, head, (640, 640), &opts, [1, 84, 8400], dtype, &data, &[lb], 0.0,
+                &ctx,
+                &stream,
+                head,
+                (640, 640),
+                &opts,
+                [1, 84, 8400],
+                dtype,
+                &data,
+                &[lb],
+                0.0,
             );
             report += &format!(" {}@{thr}: {};", dtype.name(), n[0]);
         }
     }
-    println!("RESULT postprocess real YOLOv8n output: identical detections (count per case:{report})");
+    println!(
+        "RESULT postprocess real YOLOv8n output: identical detections (count per case:{report})"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -748,21 +859,34 @@ fn frame_path_allocates_nothing() {
         dtype: DType::F16,
     };
     let b = 8;
-    let pics: Vec<HostNv12> = (0..b).map(|_| random_picture(&mut rng, 1920, 1080, 2048, false)).collect();
+    let pics: Vec<HostNv12> = (0..b)
+        .map(|_| random_picture(&mut rng, 1920, 1080, 2048, false))
+        .collect();
     let devs: Vec<DevPicture> = pics.iter().map(|p| upload(&ctx, p)).collect();
-    let arrs: Vec<ArrPicture> = pics.iter().take(2).map(|p| upload_arrays(&ctx, p)).collect();
+    let arrs: Vec<ArrPicture> = pics
+        .iter()
+        .take(2)
+        .map(|p| upload_arrays(&ctx, p))
+        .collect();
     let (_buf, mut input) = DeviceBuffer::for_tensor(&ctx, input_spec(&spec, b)).unwrap();
     let mut pre = CudaPreprocess::new(stream.clone(), spec).unwrap();
     let mut jobs: Vec<PreprocessJob> = devs
         .iter()
         .enumerate()
-        .map(|(k, d)| PreprocessJob { picture: &d.pic, colour: ColourDesc::default(), slot: k })
+        .map(|(k, d)| PreprocessJob {
+            picture: &d.pic,
+            colour: ColourDesc::default(),
+            slot: k,
+        })
         .collect();
     jobs[0].picture = &arrs[0].pic;
     jobs[1].picture = &arrs[1].pic;
     let mut lbs = vec![Letterbox::default(); b];
 
-    let head = HeadKind::YoloV8 { classes: 80, anchors: 8400 };
+    let head = HeadKind::YoloV8 {
+        classes: 80,
+        anchors: 8400,
+    };
     let opts = PostprocessOptions {
         score_threshold: 0.25,
         iou_threshold: 0.45,
@@ -770,7 +894,11 @@ fn frame_path_allocates_nothing() {
         class_filter: vec![],
     };
     let data = random_output(&mut rng, head, b, (640, 640));
-    let ospec = TensorSpec { name: "output0".into(), dtype: DType::F32, shape: vec![b, 84, 8400] };
+    let ospec = TensorSpec {
+        name: "output0".into(),
+        dtype: DType::F32,
+        shape: vec![b, 84, 8400],
+    };
     let (obuf, out_t) = DeviceBuffer::for_tensor(&ctx, ospec).unwrap();
     obuf.copy_from_host(&data).unwrap();
     let outputs = [out_t];
@@ -786,9 +914,14 @@ fn frame_path_allocates_nothing() {
         post.run(&outputs, &lbs, &mut dets).unwrap();
     }
     let allocs = alloc_count::this_thread() - before;
-    assert_eq!(allocs, 0, "{allocs} allocations in 100 preprocess+postprocess batches");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations in 100 preprocess+postprocess batches"
+    );
     assert!(matches!(input.mem, TensorMem::Device { .. }));
-    println!("RESULT allocations: 0 in 100 batches of B=8 (preprocess incl. texture path + postprocess)");
+    println!(
+        "RESULT allocations: 0 in 100 batches of B=8 (preprocess incl. texture path + postprocess)"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -805,11 +938,20 @@ fn bench_kernels() {
     let Some((ctx, stream)) = gpu() else { return };
     let mut rng = Rng::seeded();
     let (e0, e1) = (CudaEvent::new(&ctx).unwrap(), CudaEvent::new(&ctx).unwrap());
-    println!("device: {} (sm_{}{}, {} SMs)", ctx.name(), ctx.compute_capability().0, ctx.compute_capability().1, ctx.multiprocessors());
+    println!(
+        "device: {} (sm_{}{}, {} SMs)",
+        ctx.name(),
+        ctx.compute_capability().0,
+        ctx.compute_capability().1,
+        ctx.multiprocessors()
+    );
 
     // Copy roofline: device-to-device copy, bytes read + written.
     let n = 1usize << 30;
-    let (a, b) = (DeviceBuffer::alloc(&ctx, n).unwrap(), DeviceBuffer::alloc(&ctx, n).unwrap());
+    let (a, b) = (
+        DeviceBuffer::alloc(&ctx, n).unwrap(),
+        DeviceBuffer::alloc(&ctx, n).unwrap(),
+    );
     a.memset_async(0x5A, &stream).unwrap();
     let mut t = Vec::new();
     for i in 0..12 {
@@ -827,23 +969,44 @@ fn bench_kernels() {
 
     // Preprocess: 1080p NV12 (pitch 2048) -> 640x640, rotating over 32 distinct pictures.
     let frames = 32;
-    let pics: Vec<HostNv12> = (0..frames).map(|_| random_picture(&mut rng, 1920, 1080, 2048, false)).collect();
+    let pics: Vec<HostNv12> = (0..frames)
+        .map(|_| random_picture(&mut rng, 1920, 1080, 2048, false))
+        .collect();
     let devs: Vec<DevPicture> = pics.iter().map(|p| upload(&ctx, p)).collect();
-    let arrs: Vec<ArrPicture> = pics.iter().take(16).map(|p| upload_arrays(&ctx, p)).collect();
+    let arrs: Vec<ArrPicture> = pics
+        .iter()
+        .take(16)
+        .map(|p| upload_arrays(&ctx, p))
+        .collect();
     for (dtype, batch, tex) in [
-        (DType::F16, 1, false), (DType::F16, 8, false), (DType::F16, 16, false),
-        (DType::F32, 1, false), (DType::F32, 8, false), (DType::F32, 16, false),
+        (DType::F16, 1, false),
+        (DType::F16, 8, false),
+        (DType::F16, 16, false),
+        (DType::F32, 1, false),
+        (DType::F32, 8, false),
+        (DType::F32, 16, false),
         (DType::F16, 16, true),
     ] {
         let spec = PreprocessSpec {
-            width: 640, height: 640, placement: Placement::Centre, order: ChannelOrder::Rgb,
-            scale: 1.0 / 255.0, pad: 114.0, dtype,
+            width: 640,
+            height: 640,
+            placement: Placement::Centre,
+            order: ChannelOrder::Rgb,
+            scale: 1.0 / 255.0,
+            pad: 114.0,
+            dtype,
         };
         // Several input tensors so the outputs do not stay in L2 either.
         let tensors: Vec<(DeviceBuffer, Tensor)> = (0..4)
             .map(|_| DeviceBuffer::for_tensor(&ctx, input_spec(&spec, batch)).unwrap())
             .collect();
-        let mut tensors: Vec<Tensor> = tensors.into_iter().map(|(b, t)| { std::mem::forget(b); t }).collect();
+        let mut tensors: Vec<Tensor> = tensors
+            .into_iter()
+            .map(|(b, t)| {
+                std::mem::forget(b);
+                t
+            })
+            .collect();
         let mut pre = CudaPreprocess::new(stream.clone(), spec).unwrap();
         let mut lbs = vec![Letterbox::default(); batch];
         let reps = 200;
@@ -855,7 +1018,11 @@ fn bench_kernels() {
                     .map(|k| {
                         let i = (r * batch + k) % frames;
                         let picture = if tex { &arrs[i % 16].pic } else { &devs[i].pic };
-                        PreprocessJob { picture, colour: ColourDesc::default_for_height(1080), slot: k }
+                        PreprocessJob {
+                            picture,
+                            colour: ColourDesc::default_for_height(1080),
+                            slot: k,
+                        }
                     })
                     .collect();
                 let ti = r % tensors.len();
@@ -868,7 +1035,8 @@ fn bench_kernels() {
             }
         }
         let us = median(&mut per_launch);
-        let bytes = batch as f64 * (1920.0 * 1080.0 * 1.5 + 3.0 * 640.0 * 640.0 * dtype.size() as f64);
+        let bytes =
+            batch as f64 * (1920.0 * 1080.0 * 1.5 + 3.0 * 640.0 * 640.0 * dtype.size() as f64);
         let gbs = bytes / (us * 1e-6) / 1e9;
         println!(
             "RESULT preprocess {} {} B={batch:>2}: {us:8.1} us/launch, {:6.2} us/frame, {gbs:6.0} GB/s = {:4.1}% of copy roofline",
@@ -880,18 +1048,45 @@ fn bench_kernels() {
     }
 
     // Postprocess: one run() = memset + 2 kernels + result copy + stream sync.
-    let head = HeadKind::YoloV8 { classes: 80, anchors: 8400 };
+    let head = HeadKind::YoloV8 {
+        classes: 80,
+        anchors: 8400,
+    };
     for (batch, thr) in [(1usize, 0.25f32), (8, 0.25), (1, 0.01)] {
-        let opts = PostprocessOptions { score_threshold: thr, iou_threshold: 0.45, max_detections: 100, class_filter: vec![] };
+        let opts = PostprocessOptions {
+            score_threshold: thr,
+            iou_threshold: 0.45,
+            max_detections: 100,
+            class_filter: vec![],
+        };
         let data = random_output(&mut rng, head, batch, (640, 640));
-        let ospec = TensorSpec { name: "output0".into(), dtype: DType::F16, shape: vec![batch, 84, 8400] };
+        let ospec = TensorSpec {
+            name: "output0".into(),
+            dtype: DType::F16,
+            shape: vec![batch, 84, 8400],
+        };
         let h: Vec<f16> = data.iter().map(|v| f16::from_f32(*v)).collect();
         let (obuf, out_t) = DeviceBuffer::for_tensor(&ctx, ospec).unwrap();
         obuf.copy_from_host(&h).unwrap();
         let outputs = [out_t];
         let mut post = CudaPostprocess::new(stream.clone(), head, opts, batch).unwrap();
         let mut dets = vec![DetectionList::new(); batch];
-        let lbs = vec![Letterbox::compute(&PreprocessSpec { width: 640, height: 640, placement: Placement::Centre, order: ChannelOrder::Rgb, scale: 1.0, pad: 114.0, dtype: DType::F16 }, 1920, 1080); batch];
+        let lbs = vec![
+            Letterbox::compute(
+                &PreprocessSpec {
+                    width: 640,
+                    height: 640,
+                    placement: Placement::Centre,
+                    order: ChannelOrder::Rgb,
+                    scale: 1.0,
+                    pad: 114.0,
+                    dtype: DType::F16
+                },
+                1920,
+                1080
+            );
+            batch
+        ];
         for _ in 0..20 {
             post.run(&outputs, &lbs, &mut dets).unwrap();
         }

@@ -282,7 +282,9 @@ impl CudaArray2D {
         };
         let mut arr = std::ptr::null_mut();
         // SAFETY: descriptor fully initialised; destroyed in Drop.
-        check("cuArrayCreate", unsafe { sys::cuArrayCreate_v2(&mut arr, &desc) })?;
+        check("cuArrayCreate", unsafe {
+            sys::cuArrayCreate_v2(&mut arr, &desc)
+        })?;
         Ok(CudaArray2D {
             ctx: ctx.clone(),
             arr,

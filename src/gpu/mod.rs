@@ -176,7 +176,9 @@ impl CudaContext {
         }
         let mut dev = 0;
         // SAFETY: ordinal checked against the device count; out-pointer to a local.
-        check("cuDeviceGet", unsafe { sys::cuDeviceGet(&mut dev, ordinal as i32) })?;
+        check("cuDeviceGet", unsafe {
+            sys::cuDeviceGet(&mut dev, ordinal as i32)
+        })?;
         let mut ctx = std::ptr::null_mut();
         // SAFETY: valid device; the retained context is released in Drop.
         check("cuDevicePrimaryCtxRetain", unsafe {
@@ -376,7 +378,9 @@ impl CudaEvent {
     pub fn synchronize(&self) -> Result<(), GpuError> {
         self.ctx.bind()?;
         // SAFETY: valid event.
-        check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(self.ev) })
+        check("cuEventSynchronize", unsafe {
+            sys::cuEventSynchronize(self.ev)
+        })
     }
 
     /// Milliseconds between `start` and `self` (both recorded and completed).

@@ -167,7 +167,9 @@ impl CudaPreprocess {
         for (j, job) in jobs.iter().enumerate() {
             let (w, h) = job.picture.size();
             if w == 0 || h == 0 {
-                return Err(GpuError::BadArgument(format!("picture has an empty size {w}x{h}")));
+                return Err(GpuError::BadArgument(format!(
+                    "picture has an empty size {w}x{h}"
+                )));
             }
             let lb = Letterbox::compute(&self.spec, w, h);
             match job.picture {
