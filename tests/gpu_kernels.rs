@@ -1047,6 +1047,55 @@ fn bench_kernels() {
         );
     }
 
+    // Postprocess on the real YOLOv8n output (few candidates, as in production).
+    if let Ok(dir) = std::env::var("JETWATCH_GPU_FIXTURES") {
+        let raw = std::fs::read(PathBuf::from(dir).join("yolov8n_out_f16.bin")).unwrap();
+        let ospec = TensorSpec {
+            name: "output0".into(),
+            dtype: DType::F16,
+            shape: vec![1, 84, 8400],
+        };
+        let (obuf, out_t) = DeviceBuffer::for_tensor(&ctx, ospec).unwrap();
+        obuf.copy_from_host(&raw).unwrap();
+        let outputs = [out_t];
+        let head = HeadKind::YoloV8 {
+            classes: 80,
+            anchors: 8400,
+        };
+        for thr in [0.25f32, 0.01] {
+            let opts = PostprocessOptions {
+                score_threshold: thr,
+                iou_threshold: 0.45,
+                max_detections: 100,
+                class_filter: vec![],
+            };
+            let mut post = CudaPostprocess::new(stream.clone(), head, opts, 1).unwrap();
+            let mut dets = vec![DetectionList::new(); 1];
+            // The fixture frame (tools/gpu-fixtures.py writes it to yolov8n_letterbox.txt).
+            let lbs = [Letterbox {
+                src_width: 640,
+                src_height: 272,
+                scaled_width: 640,
+                scaled_height: 272,
+                left: 0,
+                top: 184,
+            }];
+            let mut wall = Vec::new();
+            for i in 0..220 {
+                let t0 = Instant::now();
+                post.run(&outputs, &lbs, &mut dets).unwrap();
+                if i >= 20 {
+                    wall.push(t0.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            println!(
+                "RESULT postprocess real YOLOv8n f16 B=1 thr={thr}: {:.1} us wall per run (incl. sync + copy); {} detections",
+                median(&mut wall),
+                dets[0].len()
+            );
+        }
+    }
+
     // Postprocess: one run() = memset + 2 kernels + result copy + stream sync.
     let head = HeadKind::YoloV8 {
         classes: 80,
