@@ -175,13 +175,27 @@ __device__ __forceinline__ float jw_iou(const JwCand& a, const JwCand& b) {
     return uni > 0.0f ? inter / uni : 0.0f;
 }
 
-// One block of 1024 threads per batch item; dynamic shared memory:
-// JW_PRE_NMS_TOP_K keys (8 bytes each) + JW_PRE_NMS_TOP_K suppression flags.
-extern "C" __global__ void __launch_bounds__(1024)
+// Letterbox::map_x / map_y (docs/preprocess.md §5) of a kept candidate.
+__device__ __forceinline__ JwDet jw_map(const JwCand& c, const JwPostLb& lb) {
+    JwDet d;
+    d.cls = c.cls;
+    d.score = c.score;
+    d.x0 = jw_clamp((c.x0 - lb.left) * lb.inv_x, 0.0f, lb.src_w);
+    d.y0 = jw_clamp((c.y0 - lb.top) * lb.inv_y, 0.0f, lb.src_h);
+    d.x1 = jw_clamp((c.x1 - lb.left) * lb.inv_x, 0.0f, lb.src_w);
+    d.y1 = jw_clamp((c.y1 - lb.top) * lb.inv_y, 0.0f, lb.src_h);
+    return d;
+}
+
+#define JW_SEL_THREADS 1024
+#define JW_SEL_PER (JW_PRE_NMS_TOP_K / JW_SEL_THREADS)
+
+// One block of JW_SEL_THREADS threads per batch item; dynamic shared memory:
+// JW_PRE_NMS_TOP_K sort keys (8 bytes each).
+extern "C" __global__ void __launch_bounds__(JW_SEL_THREADS)
 jw_post_select(const __grid_constant__ JwPostParams p) {
     extern __shared__ uint64_t smem[];
     uint64_t* skeys = smem;
-    uint8_t* supp = reinterpret_cast<uint8_t*>(smem + JW_PRE_NMS_TOP_K);
     const uint32_t b = blockIdx.x;
     if (b >= p.batch) return;
     const uint32_t n = reinterpret_cast<const uint32_t*>(p.counts)[b];
@@ -201,36 +215,70 @@ jw_post_select(const __grid_constant__ JwPostParams p) {
         for (uint32_t i = threadIdx.x; i < JW_PRE_NMS_TOP_K; i += blockDim.x) skeys[i] = gkeys[i];
     }
     const uint32_t m = n < JW_PRE_NMS_TOP_K ? n : JW_PRE_NMS_TOP_K;
-    for (uint32_t i = threadIdx.x; i < m; i += blockDim.x) supp[i] = 0;
     __syncthreads();
 
     const JwCand* cands = reinterpret_cast<const JwCand*>(p.cands) + (size_t)b * p.anchors;
     JwResultItem* res = reinterpret_cast<JwResultItem*>(p.results) + b;
     const JwPostLb lb = p.lb[b];
-    const bool nms = p.head != JW_HEAD_E2E;
+    const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     uint32_t kept = 0;
-    for (uint32_t i = 0; i < m && kept < p.max_det; ++i) {
-        if (supp[i]) continue;  // uniform: flags change only before the barrier below
-        const JwCand ci = cands[0xFFFFFFFFu - (uint32_t)skeys[i]];
-        if (threadIdx.x == 0) {
-            JwDet d;
-            d.cls = ci.cls;
-            d.score = ci.score;
-            // Letterbox::map_x / map_y (docs/preprocess.md §5).
-            d.x0 = jw_clamp((ci.x0 - lb.left) * lb.inv_x, 0.0f, lb.src_w);
-            d.y0 = jw_clamp((ci.y0 - lb.top) * lb.inv_y, 0.0f, lb.src_h);
-            d.x1 = jw_clamp((ci.x1 - lb.left) * lb.inv_x, 0.0f, lb.src_w);
-            d.y1 = jw_clamp((ci.y1 - lb.top) * lb.inv_y, 0.0f, lb.src_h);
-            res->det[kept] = d;
+    if (p.head == JW_HEAD_E2E) {
+        // The model did NMS: keep the first max_det in order.
+        kept = m < p.max_det ? m : p.max_det;
+        for (uint32_t i = tid; i < kept; i += blockDim.x)
+            res->det[i] = jw_map(cands[0xFFFFFFFFu - (uint32_t)skeys[i]], lb);
+    } else {
+        // Greedy NMS with the candidates in registers: sorted candidate j lives in thread
+        // j % 1024, register slot j / 1024. Each round finds the smallest alive index (the
+        // next box to keep, since everything before it is decided), broadcasts it through
+        // shared memory (double-buffered, so one barrier per kept box), and every thread
+        // drops its own candidates of the same class with IoU > threshold.
+        __shared__ uint32_t s_min[2][32];
+        __shared__ JwCand s_cand[2][32];
+        JwCand c[JW_SEL_PER];
+        uint32_t alive = 0;
+#pragma unroll
+        for (int r = 0; r < JW_SEL_PER; ++r) {
+            const uint32_t j = r * JW_SEL_THREADS + tid;
+            if (j < m) {
+                c[r] = cands[0xFFFFFFFFu - (uint32_t)skeys[j]];
+                alive |= 1u << r;
+            }
         }
-        ++kept;
-        if (!nms || kept == p.max_det) continue;
-        for (uint32_t j = i + 1 + threadIdx.x; j < m; j += blockDim.x) {
-            if (supp[j]) continue;
-            const JwCand cj = cands[0xFFFFFFFFu - (uint32_t)skeys[j]];
-            if (cj.cls == ci.cls && jw_iou(ci, cj) > p.iou_thr) supp[j] = 1;
+        int par = 0;
+        while (kept < p.max_det) {
+            const int first = alive ? __ffs(alive) - 1 : 0;
+            const uint32_t mine = alive ? first * JW_SEL_THREADS + tid : 0xFFFFFFFFu;
+            const uint32_t wmin = __reduce_min_sync(0xFFFFFFFFu, mine);
+            if (wmin == 0xFFFFFFFFu) {
+                if (lane == 0) s_min[par][warp] = 0xFFFFFFFFu;
+            } else if (mine == wmin) {
+                JwCand sel = c[0];
+#pragma unroll
+                for (int r = 1; r < JW_SEL_PER; ++r)
+                    if (r == first) sel = c[r];
+                s_min[par][warp] = wmin;
+                s_cand[par][warp] = sel;
+            }
+            __syncthreads();
+            uint32_t best = 0xFFFFFFFFu, bw = 0;
+            for (uint32_t w = 0; w < JW_SEL_THREADS / 32; ++w) {
+                const uint32_t v = s_min[par][w];
+                if (v < best) { best = v; bw = w; }
+            }
+            if (best == 0xFFFFFFFFu) break;  // uniform: every thread read the same values
+            const JwCand ci = s_cand[par][bw];
+            if (tid == 0) res->det[kept] = jw_map(ci, lb);
+            ++kept;
+#pragma unroll
+            for (int r = 0; r < JW_SEL_PER; ++r) {
+                if (!((alive >> r) & 1u)) continue;
+                const uint32_t j = r * JW_SEL_THREADS + tid;
+                if (j == best || (c[r].cls == ci.cls && jw_iou(ci, c[r]) > p.iou_thr))
+                    alive &= ~(1u << r);
+            }
+            par ^= 1;
         }
-        __syncthreads();
     }
     if (threadIdx.x == 0) res->count = kept;
 }

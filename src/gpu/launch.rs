@@ -372,8 +372,9 @@ pub(crate) struct RawResult {
     pub det: [RawDet; POST_MAX_DET],
 }
 
-/// Bytes of shared memory `jw_post_select` uses: top-K keys plus suppression flags.
-const SELECT_SHARED: u32 = (POST_TOP_K * 8 + POST_TOP_K) as u32;
+/// Dynamic shared memory of `jw_post_select`: the top-K sort keys (it also uses 1792 bytes of
+/// static shared memory; 34 KiB in all, under the 48 KiB every architecture grants).
+const SELECT_SHARED: u32 = (POST_TOP_K * 8) as u32;
 
 impl PostParams {
     pub(crate) fn boxed() -> Box<PostParams> {
@@ -438,6 +439,7 @@ impl PostParams {
                 stream,
                 &mut params,
             )?;
+            // Block size must equal JW_SEL_THREADS (the kernel keeps 4 candidates per thread).
             launch_raw(
                 k.post_select,
                 (self.batch, 1, 1),
