@@ -261,11 +261,10 @@ jw_post_select(const __grid_constant__ JwPostParams p) {
                 s_cand[par][warp] = sel;
             }
             __syncthreads();
-            uint32_t best = 0xFFFFFFFFu, bw = 0;
-            for (uint32_t w = 0; w < JW_SEL_THREADS / 32; ++w) {
-                const uint32_t v = s_min[par][w];
-                if (v < best) { best = v; bw = w; }
-            }
+            // Block min: one value per warp (32 warps) -> every warp reduces them itself.
+            const uint32_t v = s_min[par][lane];
+            const uint32_t best = __reduce_min_sync(0xFFFFFFFFu, v);
+            const uint32_t bw = __ffs(__ballot_sync(0xFFFFFFFFu, v == best)) - 1;
             if (best == 0xFFFFFFFFu) break;  // uniform: every thread read the same values
             const JwCand ci = s_cand[par][bw];
             if (tid == 0) res->det[kept] = jw_map(ci, lb);

@@ -752,9 +752,11 @@ fn postprocess_matches_cpu_twin_on_random_outputs() {
         let dtype = if rng.bool() { DType::F32 } else { DType::F16 };
         let data = random_output(&mut rng, head, b, canvas);
         let lbs: Vec<Letterbox> = (0..b).map(|_| random_letterbox(&mut rng, canvas)).collect();
-        // Raw YOLOX boxes go through exp(): CUDA's expf and the host's may differ by an ulp.
+        // Raw YOLOX boxes go through exp(): CUDA's expf (≤ 2 ulp, CUDA Programming Guide,
+        // "Mathematical Functions") and the host's may differ, and `cy − h/2` cancels, so the
+        // corners agree to FP16 rounding (2^-11 relative), not bit for bit.
         let tol = if matches!(head, HeadKind::YoloX { decoded: false, .. }) {
-            1e-5
+            1.0 / 2048.0
         } else {
             0.0
         };
