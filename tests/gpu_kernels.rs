@@ -1160,3 +1160,39 @@ fn bench_kernels() {
         );
     }
 }
+
+/// A few postprocess runs on a random YOLOv8 output with ~1700 candidates (B=1, thr 0.25):
+/// tools/gpu-check.sh runs it under Nsight Compute to split the time per kernel.
+#[test]
+#[ignore = "profiling target for tools/gpu-check.sh"]
+fn profile_postprocess_random() {
+    let Some((ctx, stream)) = gpu() else { return };
+    let mut rng = Rng(7);
+    let head = HeadKind::YoloV8 {
+        classes: 80,
+        anchors: 8400,
+    };
+    let opts = PostprocessOptions {
+        score_threshold: 0.25,
+        iou_threshold: 0.45,
+        max_detections: 100,
+        class_filter: vec![],
+    };
+    let data = random_output(&mut rng, head, 1, (640, 640));
+    let h: Vec<f16> = data.iter().map(|v| f16::from_f32(*v)).collect();
+    let ospec = TensorSpec {
+        name: "output0".into(),
+        dtype: DType::F16,
+        shape: vec![1, 84, 8400],
+    };
+    let (obuf, out_t) = DeviceBuffer::for_tensor(&ctx, ospec).unwrap();
+    obuf.copy_from_host(&h).unwrap();
+    let outputs = [out_t];
+    let mut post = CudaPostprocess::new(stream.clone(), head, opts, 1).unwrap();
+    let mut dets = vec![DetectionList::new(); 1];
+    let lbs = [Letterbox::default(); 1];
+    for _ in 0..3 {
+        post.run(&outputs, &lbs, &mut dets).unwrap();
+    }
+    println!("profile_postprocess_random: {} detections", dets[0].len());
+}

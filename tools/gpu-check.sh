@@ -82,6 +82,18 @@ else
     echo "RESULT compute-sanitizer: not installed, skipped" | tee -a "$log/gpu-check.log"
 fi
 
+ncu=""
+for c in ncu /usr/local/cuda/bin/ncu; do
+    command -v "$c" >/dev/null 2>&1 && { ncu="$c"; break; }
+done
+if [ -n "$ncu" ]; then
+    echo "== Nsight Compute: postprocess kernels on a random output (B=1, ~1700 candidates)" | tee -a "$log/gpu-check.log"
+    timeout 120 "$ncu" --clock-control none --metrics gpu__time_duration.sum --kernel-name regex:jw_ \
+        "$bin" --include-ignored --test-threads=1 --exact profile_postprocess_random > "$log/ncu.log" 2>&1
+    awk '/jw_post_[a-z0-9_]+/ {k=$1} /gpu__time_duration.sum/ {print "RESULT ncu " k ": " $(NF) " " $(NF-1)}' "$log/ncu.log" \
+        | tail -n 2 | tee -a "$log/gpu-check.log"
+fi
+
 echo
 echo "================ gpu-check summary ================"
 grep -E '^(gpu|commit|date):' "$log/gpu-check.log"
