@@ -1196,3 +1196,40 @@ fn profile_postprocess_random() {
     }
     println!("profile_postprocess_random: {} detections", dets[0].len());
 }
+
+/// One preprocess launch of a single 1080p frame and one of 16 (f16, 640×640): Nsight Compute
+/// target for the kernel-only time (the timed loop above also counts host submission).
+#[test]
+#[ignore = "profiling target for tools/gpu-check.sh"]
+fn profile_preprocess_1080p() {
+    let Some((ctx, stream)) = gpu() else { return };
+    let mut rng = Rng(11);
+    let pics: Vec<HostNv12> = (0..16)
+        .map(|_| random_picture(&mut rng, 1920, 1080, 2048, false))
+        .collect();
+    let devs: Vec<DevPicture> = pics.iter().map(|p| upload(&ctx, p)).collect();
+    let spec = PreprocessSpec {
+        width: 640,
+        height: 640,
+        placement: Placement::Centre,
+        order: ChannelOrder::Rgb,
+        scale: 1.0 / 255.0,
+        pad: 114.0,
+        dtype: DType::F16,
+    };
+    let (_buf, mut input) = DeviceBuffer::for_tensor(&ctx, input_spec(&spec, 16)).unwrap();
+    let mut pre = CudaPreprocess::new(stream.clone(), spec).unwrap();
+    let mut lbs = vec![Letterbox::default(); 16];
+    for batch in [1usize, 16] {
+        let jobs: Vec<PreprocessJob> = (0..batch)
+            .map(|k| PreprocessJob {
+                picture: &devs[k].pic,
+                colour: ColourDesc::default_for_height(1080),
+                slot: k,
+            })
+            .collect();
+        pre.run(&jobs, &mut input, &mut lbs).unwrap();
+        stream.synchronize().unwrap();
+    }
+    println!("profile_preprocess_1080p: B=1 then B=16 launched");
+}

@@ -92,6 +92,11 @@ if [ -n "$ncu" ]; then
         "$bin" --include-ignored --test-threads=1 --exact profile_postprocess_random > "$log/ncu.log" 2>&1
     awk '/jw_post_[a-z0-9_]+/ {k=$1} /gpu__time_duration.sum/ {print "RESULT ncu " k ": " $(NF) " " $(NF-1)}' "$log/ncu.log" \
         | tail -n 2 | tee -a "$log/gpu-check.log"
+    echo "== Nsight Compute: preprocess kernel, 1080p -> 640x640 f16, B=1 then B=16" | tee -a "$log/gpu-check.log"
+    timeout 120 "$ncu" --clock-control none --metrics gpu__time_duration.sum,dram__bytes.sum --kernel-name regex:jw_ \
+        "$bin" --include-ignored --test-threads=1 --exact profile_preprocess_1080p > "$log/ncu-pre.log" 2>&1
+    awk '/jw_preprocess_[a-z0-9_]+/ {k=$1; n++} /gpu__time_duration.sum|dram__bytes.sum/ {print "RESULT ncu " k " #" n ": " $1 " " $(NF) " " $(NF-1)}' \
+        "$log/ncu-pre.log" | tee -a "$log/gpu-check.log"
 fi
 
 echo
