@@ -35,6 +35,7 @@ pub trait Engine: Send {
     fn outputs(&self) -> &[Tensor];
 }
 
+pub mod labels;
 #[cfg(feature = "ort")]
 pub mod ort;
 pub mod tensorrt;

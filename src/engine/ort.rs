@@ -1,1 +1,910 @@
+//! ONNX Runtime engine (the `ort` crate with `load-dynamic`; `libonnxruntime.so` is opened at
+//! run time, never linked).
+//!
+//! Layers: `ort`'s safe API loads the library, builds the session and reads the model's
+//! inputs, outputs and metadata (load time only). The frame path goes through the raw C API
+//! (`OrtApi::Run`, ONNX Runtime `onnxruntime_c_api.h`) with `OrtValue`s created once over our
+//! own pre-allocated host tensors (`CreateTensorWithDataAsOrtValue`), one set per batch size,
+//! and pre-built arrays of C-string names: `run` makes no Rust allocation (ort's safe
+//! `Session::run` and `TensorRefMut::from_raw` allocate per call; `IoBinding::bind_input`
+//! on a borrowed tensor deadlocked in rc.15, see CRATES.md).
+//!
+//! Library search order ([`locate_onnxruntime`]): `OrtOptions::library`, `ORT_DYLIB_PATH`,
+//! the `onnxruntime` Python wheel (`site-packages/onnxruntime/capi/`), then the standard
+//! library directories and `LD_LIBRARY_PATH`. The file is checked to exist before `ort` sees
+//! it, because `ort` panics when it cannot load its library lazily.
 
+use std::ffi::{c_char, CStr, CString};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::sys as ffi;
+use ort::value::{TensorElementType, ValueType};
+use ort::AsPointer;
+
+use super::{labels, Engine, ModelInfo};
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Unavailable};
+use crate::postprocess::HeadKind;
+use crate::preprocess::{ChannelOrder, Placement, PreprocessSpec};
+use crate::tensor::{DType, Tensor, TensorSpec};
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrtDevice {
+    #[default]
+    Cpu,
+    /// CUDA execution provider on this device ordinal (not wired yet: `Unavailable`).
+    Cuda { device: u32 },
+}
+
+/// Options decided when the engine is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrtOptions {
+    pub device: OrtDevice,
+    /// Largest batch; a model with a fixed batch of 1 needs `max_batch = 1`.
+    pub max_batch: usize,
+    /// Intra-op threads (0: ONNX Runtime's default, one per physical core).
+    pub threads: usize,
+    /// Explicit `libonnxruntime.so`; overrides `ORT_DYLIB_PATH` and the search.
+    pub library: Option<PathBuf>,
+}
+
+impl Default for OrtOptions {
+    fn default() -> Self {
+        OrtOptions {
+            device: OrtDevice::Cpu,
+            max_batch: 1,
+            threads: 0,
+            library: None,
+        }
+    }
+}
+
+const BACKEND_CPU: &str = "onnxruntime-cpu";
+
+/// How to get the library, for error messages.
+const HOW_TO_GET: &str = "install it with `pip install onnxruntime` (the CPU wheel ships \
+     onnxruntime/capi/libonnxruntime.so.*) or unpack an ONNX Runtime release from \
+     https://github.com/microsoft/onnxruntime/releases, then set ORT_DYLIB_PATH to the file";
+
+/// Finds `libonnxruntime.so` (search order in the module documentation). `explicit` is
+/// `OrtOptions::library`. A named file that does not exist is an error (no fallback), so
+/// a typo in `ORT_DYLIB_PATH` is reported rather than silently replaced.
+pub fn locate_onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, Unavailable> {
+    let unavailable = |reason: String| Unavailable {
+        backend: BACKEND_CPU,
+        reason,
+    };
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(unavailable(format!(
+                "libonnxruntime.so not found at {} (the configured path); {HOW_TO_GET}",
+                p.display()
+            )))
+        };
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(unavailable(format!(
+                "libonnxruntime.so not found at ORT_DYLIB_PATH={}; {HOW_TO_GET}",
+                p.display()
+            )))
+        };
+    }
+    let mut searched = Vec::new();
+    for dir in wheel_dirs().into_iter().chain(system_dirs()) {
+        if let Some(f) = find_lib_in(&dir) {
+            return Ok(f);
+        }
+        searched.push(dir.display().to_string());
+    }
+    Err(unavailable(format!(
+        "libonnxruntime.so not found (ORT_DYLIB_PATH is not set; searched the onnxruntime \
+         Python wheel and {}); {HOW_TO_GET}",
+        searched.join(", ")
+    )))
+}
+
+/// `libonnxruntime.so` or the newest-looking `libonnxruntime.so.1.*` in `dir`.
+fn find_lib_in(dir: &Path) -> Option<PathBuf> {
+    let plain = dir.join("libonnxruntime.so");
+    if plain.is_file() {
+        return Some(plain);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so."))
+                && p.is_file()
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// `…/site-packages/onnxruntime/capi` directories of Python installations we can see.
+fn wheel_dirs() -> Vec<PathBuf> {
+    let mut lib_dirs: Vec<PathBuf> =
+        vec![PathBuf::from("/usr/lib"), PathBuf::from("/usr/local/lib")];
+    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
+        if let Some(v) = std::env::var_os(var) {
+            lib_dirs.push(PathBuf::from(v).join("lib"));
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        lib_dirs.push(home.join(".local/lib"));
+        if let Ok(rd) = std::fs::read_dir(home.join(".pyenv/versions")) {
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path().join("lib")))
+                .collect();
+            v.sort();
+            lib_dirs.extend(v.into_iter().rev());
+        }
+    }
+    let mut out = Vec::new();
+    for lib in lib_dirs {
+        let Ok(rd) = std::fs::read_dir(&lib) else {
+            continue;
+        };
+        let mut pys: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("python3"))
+            })
+            .collect();
+        pys.sort();
+        for py in pys.into_iter().rev() {
+            for sub in ["site-packages", "dist-packages"] {
+                out.push(py.join(sub).join("onnxruntime/capi"));
+            }
+        }
+    }
+    out
+}
+
+fn system_dirs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for d in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/opt/onnxruntime/lib",
+    ] {
+        v.push(PathBuf::from(d));
+    }
+    v
+}
+
+/// The process-wide ONNX Runtime environment (`ort` allows one per process).
+static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+
+fn environment(lib: &Path) -> Result<ort::environment::Environment, EngineError> {
+    let mut env = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = env.as_ref() {
+        return Ok(e.clone());
+    }
+    let builder = ort::init_from(lib).map_err(|e| {
+        EngineError::Unavailable(Unavailable {
+            backend: BACKEND_CPU,
+            reason: format!("cannot load {}: {e}; {HOW_TO_GET}", lib.display()),
+        })
+    })?;
+    let e = builder
+        .with_name("jetwatch")
+        .build()
+        .map_err(|e| EngineError::Backend {
+            backend: BACKEND_CPU,
+            msg: format!("cannot create the ONNX Runtime environment: {e}"),
+        })?;
+    *env = Some(e.clone());
+    Ok(e)
+}
+
+/// Turns an `OrtStatus*` into a `Result` (allocates a message only on error).
+fn status(st: ffi::OrtStatusPtr) -> Result<(), String> {
+    if st.0.is_null() {
+        return Ok(());
+    }
+    let api = ort::api();
+    // SAFETY: `st` is a non-null status returned by the C API; GetErrorMessage returns a
+    // NUL-terminated string owned by the status, copied before ReleaseStatus frees it.
+    let msg = unsafe {
+        let m = (api.GetErrorMessage)(st.0);
+        let s = if m.is_null() {
+            "unknown ONNX Runtime error".to_string()
+        } else {
+            CStr::from_ptr(m).to_string_lossy().into_owned()
+        };
+        (api.ReleaseStatus)(st.0);
+        s
+    };
+    Err(msg)
+}
+
+/// An owned `OrtMemoryInfo` describing plain CPU memory.
+struct CpuMemoryInfo(*mut ffi::OrtMemoryInfo);
+
+impl CpuMemoryInfo {
+    fn new() -> Result<Self, String> {
+        let mut p = ptr::null_mut();
+        // SAFETY: CreateCpuMemoryInfo writes a new object into `p` on success.
+        status(unsafe {
+            (ort::api().CreateCpuMemoryInfo)(
+                ffi::OrtAllocatorType::OrtDeviceAllocator,
+                ffi::OrtMemType::OrtMemTypeDefault,
+                &mut p,
+            )
+        })?;
+        Ok(CpuMemoryInfo(p))
+    }
+}
+
+impl Drop for CpuMemoryInfo {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: we own the object; it is released exactly once.
+            unsafe { (ort::api().ReleaseMemoryInfo)(self.0) };
+        }
+    }
+}
+
+/// An owned `OrtValue` over memory we own (the tensor must outlive it; `OrtEngine` keeps
+/// both and releases the values first).
+struct BorrowedValue(*mut ffi::OrtValue);
+
+impl BorrowedValue {
+    /// # Safety
+    /// `data..data+bytes` must stay valid and unaliased by Rust references while ONNX Runtime
+    /// reads or writes it through this value, and must outlive the value.
+    unsafe fn new(
+        info: &CpuMemoryInfo,
+        data: *mut u8,
+        bytes: usize,
+        shape: &[i64],
+        dtype: DType,
+    ) -> Result<Self, String> {
+        let ty = match dtype {
+            DType::F32 => ffi::ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+            DType::F16 => ffi::ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16,
+        };
+        let mut v = ptr::null_mut();
+        // SAFETY: the caller guarantees the memory; the shape array is read during the call.
+        status(unsafe {
+            (ort::api().CreateTensorWithDataAsOrtValue)(
+                info.0,
+                data.cast(),
+                bytes,
+                shape.as_ptr(),
+                shape.len(),
+                ty,
+                &mut v,
+            )
+        })?;
+        Ok(BorrowedValue(v))
+    }
+}
+
+impl Drop for BorrowedValue {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: we own the value; releasing it does not free the borrowed data.
+            unsafe { (ort::api().ReleaseValue)(self.0) };
+        }
+    }
+}
+
+/// The values for one batch size: input, then outputs, in the session's output order.
+struct RunSet {
+    _input: BorrowedValue,
+    outputs: Vec<BorrowedValue>,
+    /// Raw pointers of the above, in the layout `Run` takes.
+    input_ptrs: [*const ffi::OrtValue; 1],
+    output_ptrs: Vec<*mut ffi::OrtValue>,
+}
+
+/// The ONNX Runtime engine. See the module documentation.
+pub struct OrtEngine {
+    // Field order matters for Drop: value sets first, then memory info and session, and the
+    // tensors (whose memory the values borrow) last.
+    sets: Vec<RunSet>,
+    _mem: CpuMemoryInfo,
+    session: Session,
+    _env: ort::environment::Environment,
+    input_name: CString,
+    /// Owns the strings `output_name_ptrs` points at.
+    _output_names: Vec<CString>,
+    input_name_ptrs: [*const c_char; 1],
+    output_name_ptrs: Vec<*const c_char>,
+    /// Bound input address and length, checked before every run.
+    input_addr: (usize, usize),
+    /// True when the model's batch is dynamic (one run set per batch size).
+    dynamic_batch: bool,
+    info: ModelInfo,
+    backend: String,
+    path: PathBuf,
+    input: Tensor,
+    outputs: Vec<Tensor>,
+}
+
+// SAFETY: the raw pointers are owned handles (values, names) used only through `&mut self`;
+// ONNX Runtime sessions, values and memory infos may be used from any thread (the C API
+// documents `Run` as thread-safe); the borrowed tensor memory is owned by the engine.
+unsafe impl Send for OrtEngine {}
+
+impl std::fmt::Debug for OrtEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrtEngine")
+            .field("path", &self.path)
+            .field("backend", &self.backend)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a model, gunzipping `.gz` files (or any file starting with the gzip magic).
+fn read_model(path: &Path) -> Result<Vec<u8>, EngineError> {
+    let model_err = |msg: String| EngineError::Model {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let raw = std::fs::read(path).map_err(|e| model_err(format!("cannot read it: {e}")))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| model_err(format!("cannot decompress it (gzip): {e}")))?;
+        Ok(out)
+    } else if path.extension().is_some_and(|e| e == "gz") {
+        Err(model_err("named .gz but not gzip data".into()))
+    } else {
+        Ok(raw)
+    }
+}
+
+fn dtype_of(ty: TensorElementType) -> Option<DType> {
+    match ty {
+        TensorElementType::Float32 => Some(DType::F32),
+        TensorElementType::Float16 => Some(DType::F16),
+        _ => None,
+    }
+}
+
+/// Anchor count of a YOLO grid with the given strides on a `w × h` canvas.
+fn grid_anchors(w: usize, h: usize, strides: &[usize]) -> usize {
+    strides
+        .iter()
+        .map(|s| w.div_ceil(*s) * h.div_ceil(*s))
+        .sum()
+}
+
+const LAYOUTS: &str = "jetwatch understands YOLOv8/YOLO11 [B, 4+C, N], YOLOv5 [B, 3·N, 5+C], \
+     YOLOX [B, N, 5+C] (raw grid, strides 8/16/32) and end-to-end [B, K, 6] \
+     (x0 y0 x1 y1 score class), where N is the anchor count of the input size \
+     (e.g. 8400 for 640, 3549 for 416)";
+
+/// Recognises the head from the first output's per-item shape and the input canvas.
+fn recognise_head(item_shape: &[usize], w: usize, h: usize) -> Result<HeadKind, String> {
+    let n3 = grid_anchors(w, h, &[8, 16, 32]);
+    let n4 = grid_anchors(w, h, &[8, 16, 32, 64]);
+    match *item_shape {
+        [a, b] if a >= 5 && (b == n3 || b == n4) => Ok(HeadKind::YoloV8 {
+            classes: a - 4,
+            anchors: b,
+        }),
+        [k, 6] if k < n3 => Ok(HeadKind::EndToEnd { max_detections: k }),
+        [a, b] if b >= 6 && a == 3 * n3 => Ok(HeadKind::YoloV5 {
+            classes: b - 5,
+            anchors: a,
+        }),
+        [a, b] if b >= 6 && a == n3 => Ok(HeadKind::YoloX {
+            classes: b - 5,
+            anchors: a,
+            decoded: false,
+        }),
+        [c, gh, gw] if c >= 6 && gh == h.div_ceil(16) && gw == w.div_ceil(16) => Err(format!(
+            "output [1, {c}, {gh}, {gw}] looks like FastestDet (one cell per 16 px), whose \
+             head is not supported; {LAYOUTS}"
+        )),
+        _ => Err(format!(
+            "output of shape [B, {}] is not a detector head jetwatch knows for a {w}x{h} \
+             input; {LAYOUTS}",
+            item_shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+impl OrtEngine {
+    /// Loads `model.path` (`.onnx` or `.onnx.gz`), validates its input and output layout,
+    /// allocates and binds its tensors for `opts.max_batch`, and runs it once on zeros.
+    pub fn load(model: &ModelConfig, opts: OrtOptions) -> Result<OrtEngine, EngineError> {
+        let path = model.path.clone();
+        let layout = |msg: String| EngineError::Layout {
+            path: path.clone(),
+            msg,
+        };
+        let backend_err = |msg: String| EngineError::Backend {
+            backend: BACKEND_CPU,
+            msg,
+        };
+        if let OrtDevice::Cuda { device } = opts.device {
+            return Err(EngineError::Unavailable(Unavailable {
+                backend: "onnxruntime-cuda",
+                reason: format!(
+                    "the ONNX Runtime CUDA execution provider (device {device}) is not wired \
+                     into this build; use the TensorRT engine or device = cpu"
+                ),
+            }));
+        }
+        if opts.max_batch == 0 {
+            return Err(layout("max_batch must be at least 1".into()));
+        }
+        // Read the model before loading the library, so a missing model is reported as such.
+        let bytes = read_model(&path)?;
+        let lib = locate_onnxruntime(opts.library.as_deref())?;
+        let env = environment(&lib)?;
+
+        let mut builder =
+            Session::builder(&env).map_err(|e| backend_err(format!("session options: {e}")))?;
+        if opts.threads > 0 {
+            builder = builder
+                .with_intra_threads(opts.threads)
+                .map_err(|e| backend_err(format!("intra-op threads: {e}")))?;
+        }
+        let session = builder
+            .commit_from_memory(&bytes)
+            .map_err(|e| EngineError::Model {
+                path: path.clone(),
+                msg: format!("ONNX Runtime cannot load it as an ONNX model: {e}"),
+            })?;
+        drop(bytes);
+
+        // Input: one [N, 3, H, W] float tensor.
+        let inputs = session.inputs();
+        if inputs.len() != 1 {
+            return Err(layout(format!(
+                "it has {} inputs; jetwatch feeds one image input [N, 3, H, W]",
+                inputs.len()
+            )));
+        }
+        let input_name = inputs[0].name().to_string();
+        let (in_ty, in_shape) = match inputs[0].dtype() {
+            ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
+            other => {
+                return Err(layout(format!(
+                    "input `{input_name}` is {other:?}, not a tensor"
+                )))
+            }
+        };
+        let in_dtype = dtype_of(in_ty).ok_or_else(|| {
+            layout(format!(
+                "input `{input_name}` is {in_ty:?}; jetwatch feeds float32 or float16"
+            ))
+        })?;
+        let (n, c, h, w) = match in_shape[..] {
+            [n, c, h, w] => (n, c, h, w),
+            _ => {
+                return Err(layout(format!(
+                    "input `{input_name}` has shape {in_shape:?}; expected [N, 3, H, W]"
+                )))
+            }
+        };
+        if c != 3 || h <= 0 || w <= 0 {
+            return Err(layout(format!(
+                "input `{input_name}` has shape {in_shape:?}; expected [N, 3, H, W] with a \
+                 fixed height and width (export the model with a fixed image size)"
+            )));
+        }
+        let (h, w) = (h as usize, w as usize);
+        let dynamic_batch = n < 0;
+        if !dynamic_batch && n as usize != opts.max_batch {
+            return Err(layout(if n == 1 {
+                format!(
+                    "its batch size is fixed to 1 but pipeline batch is {}; make a \
+                     dynamic-batch copy with `python3 tools/make_dynamic_batch.py {} OUT.onnx` \
+                     or set the batch size to 1",
+                    opts.max_batch,
+                    path.display()
+                )
+            } else {
+                format!(
+                    "its batch size is fixed to {n} but the pipeline batch is {}; they must \
+                     match (or use a dynamic-batch model)",
+                    opts.max_batch
+                )
+            }));
+        }
+
+        // Outputs: float tensors; names and dtypes from the session.
+        let outs = session.outputs();
+        if outs.is_empty() {
+            return Err(layout("it has no outputs".into()));
+        }
+        let mut out_meta = Vec::with_capacity(outs.len());
+        for o in outs {
+            let ty = match o.dtype() {
+                ValueType::Tensor { ty, .. } => *ty,
+                other => {
+                    return Err(layout(format!(
+                        "output `{}` is {other:?}, not a tensor",
+                        o.name()
+                    )))
+                }
+            };
+            let dt = dtype_of(ty).ok_or_else(|| {
+                layout(format!(
+                    "output `{}` is {ty:?}; jetwatch reads float32 or float16 outputs",
+                    o.name()
+                ))
+            })?;
+            out_meta.push((o.name().to_string(), dt));
+        }
+
+        let names_meta = session.metadata().ok().and_then(|m| m.custom("names"));
+
+        let mem = CpuMemoryInfo::new().map_err(backend_err)?;
+        let input_name_c = CString::new(input_name.clone())
+            .map_err(|_| layout("input name contains NUL".into()))?;
+        let output_names: Vec<CString> = out_meta
+            .iter()
+            .map(|(n, _)| CString::new(n.as_str()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| layout("an output name contains NUL".into()))?;
+
+        let mut input = Tensor::host(TensorSpec {
+            name: input_name.clone(),
+            dtype: in_dtype,
+            shape: vec![opts.max_batch, 3, h, w],
+        });
+
+        let mut engine = OrtEngine {
+            sets: Vec::new(),
+            _mem: mem,
+            session,
+            _env: env,
+            input_name_ptrs: [input_name_c.as_ptr()],
+            output_name_ptrs: output_names.iter().map(|n| n.as_ptr()).collect(),
+            input_name: input_name_c,
+            _output_names: output_names,
+            input_addr: (0, 0),
+            dynamic_batch,
+            info: ModelInfo {
+                preprocess: PreprocessSpec {
+                    width: w as u32,
+                    height: h as u32,
+                    placement: Placement::Centre,
+                    order: ChannelOrder::Rgb,
+                    scale: 1.0 / 255.0,
+                    pad: 114.0,
+                    dtype: in_dtype,
+                },
+                head: HeadKind::EndToEnd { max_detections: 1 },
+                labels: Vec::new(),
+                max_batch: opts.max_batch,
+            },
+            backend: BACKEND_CPU.to_string(),
+            path: path.clone(),
+            input: Tensor::host(TensorSpec {
+                name: String::new(),
+                dtype: in_dtype,
+                shape: vec![0],
+            }),
+            outputs: Vec::new(),
+        };
+
+        // Probe: run batch 1 (or the fixed batch) on zeros with ONNX Runtime allocating the
+        // outputs, to learn their concrete shapes (a dynamic-batch model often leaves the
+        // non-batch dims symbolic too).
+        let probe_batch = if dynamic_batch { 1 } else { opts.max_batch };
+        let out_shapes = engine
+            .probe(&mut input, probe_batch, h, w)
+            .map_err(|e| backend_err(format!("test run on zeros failed: {e}")))?;
+        let item_shapes: Vec<Vec<usize>> = out_shapes
+            .iter()
+            .map(|s| s.iter().skip(1).map(|d| *d as usize).collect())
+            .collect();
+        for (s, (name, _)) in out_shapes.iter().zip(&out_meta) {
+            if s.first().copied() != Some(probe_batch as i64) {
+                return Err(layout(format!(
+                    "output `{name}` has shape {s:?}; its first dimension must be the batch"
+                )));
+            }
+        }
+
+        let head = recognise_head(&item_shapes[0], w, h).map_err(&layout)?;
+        let is_yolox = matches!(head, HeadKind::YoloX { .. });
+        let classes = match head {
+            HeadKind::YoloV8 { classes, .. }
+            | HeadKind::YoloV5 { classes, .. }
+            | HeadKind::YoloX { classes, .. } => classes,
+            HeadKind::EndToEnd { .. } => 0,
+        };
+        let labels = match (&model.labels, names_meta) {
+            (Some(file), _) => {
+                Some(
+                    labels::read_labels_file(file).map_err(|msg| EngineError::Model {
+                        path: file.clone(),
+                        msg,
+                    })?,
+                )
+            }
+            (None, Some(meta)) => match labels::parse_names_dict(&meta) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    log::warn!("{}: ignoring the `names` metadata: {e}", path.display());
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if let Some(l) = &labels {
+            if classes > 0 && l.len() != classes {
+                log::warn!(
+                    "{}: {} class names for {classes} classes",
+                    path.display(),
+                    l.len()
+                );
+            }
+        }
+        engine.info.labels = labels::complete(labels, classes);
+        engine.info.head = head;
+        if is_yolox {
+            // Megvii YOLOX: BGR, 0..255, top-left letterbox (yolox/data/data_augment.py,
+            // `preproc`).
+            engine.info.preprocess.placement = Placement::TopLeft;
+            engine.info.preprocess.order = ChannelOrder::Bgr;
+            engine.info.preprocess.scale = 1.0;
+        }
+
+        // Allocate the outputs for max_batch and bind every batch size.
+        engine.outputs = out_meta
+            .iter()
+            .zip(&item_shapes)
+            .map(|((name, dt), item)| {
+                let mut shape = vec![opts.max_batch];
+                shape.extend_from_slice(item);
+                Tensor::host(TensorSpec {
+                    name: name.clone(),
+                    dtype: *dt,
+                    shape,
+                })
+            })
+            .collect();
+        engine.input = input;
+        let batches: Vec<usize> = if dynamic_batch {
+            (1..=opts.max_batch).collect()
+        } else {
+            vec![opts.max_batch]
+        };
+        for b in batches {
+            let set = engine.make_set(b).map_err(backend_err)?;
+            engine.sets.push(set);
+        }
+        // Warm-up run at full batch (also checks the bound buffers are accepted).
+        engine.run(opts.max_batch)?;
+        Ok(engine)
+    }
+
+    /// Runs `batch` items of `input` with ONNX Runtime allocating the outputs; returns the
+    /// output shapes.
+    fn probe(
+        &mut self,
+        input: &mut Tensor,
+        batch: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Vec<Vec<i64>>, String> {
+        let item = 3 * h * w * input.spec.dtype.size();
+        let Some(buf) = input.host_buf_mut() else {
+            return Err("input is not host memory".into());
+        };
+        let shape = [batch as i64, 3, h as i64, w as i64];
+        // SAFETY: the value borrows `buf` (alive and not otherwise referenced during this
+        // function); it is released before we return.
+        let value = unsafe {
+            BorrowedValue::new(
+                &self._mem,
+                buf.as_mut_ptr(),
+                batch * item,
+                &shape,
+                input.spec.dtype,
+            )?
+        };
+        let n_out = self.output_name_ptrs.len();
+        let mut outs: Vec<*mut ffi::OrtValue> = vec![ptr::null_mut(); n_out];
+        let api = ort::api();
+        let inputs = [value.0 as *const ffi::OrtValue];
+        // SAFETY: names and values are valid for the call; null output slots ask ONNX Runtime
+        // to allocate the outputs, which we release below.
+        let st = unsafe {
+            (api.Run)(
+                self.session.ptr().cast_mut(),
+                ptr::null(),
+                self.input_name_ptrs.as_ptr(),
+                inputs.as_ptr(),
+                1,
+                self.output_name_ptrs.as_ptr(),
+                n_out,
+                outs.as_mut_ptr(),
+            )
+        };
+        let result = status(st).and_then(|_| {
+            outs.iter()
+                .map(|&v| {
+                    // SAFETY: `v` is an output value ONNX Runtime just created.
+                    unsafe { value_shape(v) }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        for v in outs {
+            if !v.is_null() {
+                // SAFETY: ONNX Runtime allocated these values for us; released once.
+                unsafe { (api.ReleaseValue)(v) };
+            }
+        }
+        drop(value);
+        result
+    }
+
+    /// Creates the input and output values for batch size `b` over the engine's tensors.
+    fn make_set(&mut self, b: usize) -> Result<RunSet, String> {
+        let spec = self.input.spec.clone();
+        let shape: Vec<i64> = std::iter::once(b as i64)
+            .chain(spec.shape[1..].iter().map(|d| *d as i64))
+            .collect();
+        let bytes = b * spec.item_elements() * spec.dtype.size();
+        let Some(buf) = self.input.host_buf_mut() else {
+            return Err("input is not host memory".into());
+        };
+        let addr = buf.as_mut_ptr();
+        self.input_addr = (addr as usize, buf.len());
+        // SAFETY: the input tensor is owned by the engine, outlives the value (field order)
+        // and is only touched by Rust between runs.
+        let input = unsafe { BorrowedValue::new(&self._mem, addr, bytes, &shape, spec.dtype)? };
+        let mut outputs = Vec::with_capacity(self.outputs.len());
+        for t in &mut self.outputs {
+            let spec = t.spec.clone();
+            let shape: Vec<i64> = std::iter::once(b as i64)
+                .chain(spec.shape[1..].iter().map(|d| *d as i64))
+                .collect();
+            let bytes = b * spec.item_elements() * spec.dtype.size();
+            let Some(buf) = t.host_buf_mut() else {
+                return Err("output is not host memory".into());
+            };
+            // SAFETY: as for the input; the output tensors are only exposed as `&` and are
+            // never replaced.
+            outputs.push(unsafe {
+                BorrowedValue::new(&self._mem, buf.as_mut_ptr(), bytes, &shape, spec.dtype)?
+            });
+        }
+        Ok(RunSet {
+            input_ptrs: [input.0 as *const ffi::OrtValue],
+            output_ptrs: outputs.iter().map(|v| v.0).collect(),
+            _input: input,
+            outputs,
+        })
+    }
+
+    /// The model file this engine was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Name of the model input (diagnostics).
+    pub fn input_name(&self) -> &str {
+        self.input_name.to_str().unwrap_or("")
+    }
+}
+
+/// Shape of a tensor value.
+///
+/// # Safety
+/// `v` must be a valid tensor `OrtValue`.
+unsafe fn value_shape(v: *const ffi::OrtValue) -> Result<Vec<i64>, String> {
+    let api = ort::api();
+    let mut info = ptr::null_mut();
+    // SAFETY: `v` is valid (caller); `info` receives a new object released below.
+    status(unsafe { (api.GetTensorTypeAndShape)(v, &mut info) })?;
+    let mut n = 0usize;
+    // SAFETY: `info` is valid until released.
+    let r = status(unsafe { (api.GetDimensionsCount)(info, &mut n) }).and_then(|_| {
+        let mut dims = vec![0i64; n];
+        // SAFETY: `dims` has room for `n` values.
+        status(unsafe { (api.GetDimensions)(info, dims.as_mut_ptr(), n) }).map(|_| dims)
+    });
+    // SAFETY: released exactly once.
+    unsafe { (api.ReleaseTensorTypeAndShapeInfo)(info) };
+    r
+}
+
+impl Engine for OrtEngine {
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    fn model(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn input_mut(&mut self) -> &mut Tensor {
+        &mut self.input
+    }
+
+    fn run(&mut self, batch: usize) -> Result<(), EngineError> {
+        let max = self.info.max_batch;
+        if batch == 0 || batch > max {
+            return Err(EngineError::Backend {
+                backend: BACKEND_CPU,
+                msg: format!("batch of {batch} requested; this engine runs 1..={max}"),
+            });
+        }
+        // The values point into the input buffer: refuse to run if it was replaced.
+        let same = match self.input.host_buf_mut() {
+            Some(b) => (b.as_mut_ptr() as usize, b.len()) == self.input_addr,
+            None => false,
+        };
+        if !same {
+            return Err(EngineError::Backend {
+                backend: BACKEND_CPU,
+                msg: "the bound input tensor was replaced; write into Engine::input_mut() \
+                      without reallocating it"
+                    .into(),
+            });
+        }
+        let set = if self.dynamic_batch {
+            &mut self.sets[batch - 1]
+        } else {
+            &mut self.sets[0]
+        };
+        // SAFETY: session, names and values are alive and owned by `self`; the values borrow
+        // the engine's input and output tensors, which nothing else references during the
+        // call (`&mut self`). Pre-allocated output values are written in place.
+        let st = unsafe {
+            (ort::api().Run)(
+                self.session.ptr().cast_mut(),
+                ptr::null(),
+                self.input_name_ptrs.as_ptr(),
+                set.input_ptrs.as_ptr(),
+                1,
+                self.output_name_ptrs.as_ptr(),
+                set.output_ptrs.len(),
+                set.output_ptrs.as_mut_ptr(),
+            )
+        };
+        status(st).map_err(|msg| EngineError::Backend {
+            backend: BACKEND_CPU,
+            msg: format!("run failed: {msg}"),
+        })?;
+        // ONNX Runtime must have written into our buffers, not replaced the values.
+        debug_assert!(set
+            .output_ptrs
+            .iter()
+            .zip(&set.outputs)
+            .all(|(p, v)| *p == v.0));
+        Ok(())
+    }
+
+    fn outputs(&self) -> &[Tensor] {
+        &self.outputs
+    }
+}
