@@ -284,6 +284,7 @@ fn b_frame_streams_decode_bit_exact_in_presentation_order() {
         dec.flush(&mut |d| back.push(grab(d, &mut out))).unwrap();
         assert_eq!(out.len(), 50, "{profile}: pictures");
         assert_eq!(dec.stats().corrupt, 0);
+        assert_eq!(out[0].0, 0, "{profile}: the first picture shown has PTS 0");
         for (k, (pts, y)) in out.iter().enumerate() {
             if k > 0 {
                 assert_eq!(
