@@ -44,7 +44,7 @@ seed() { # seed TARGET: fill the corpus directory of TARGET once
                 [ -f "$f" ] || continue
                 head -c 2048 "$f" >"$dir/$(basename "$f").2k"
                 if [ "$1" = au_assembly ]; then
-                    head -c 24576 "$f" >"$dir/$(basename "$f").24k"
+                    head -c 8192 "$f" >"$dir/$(basename "$f").8k"
                 fi
             done
         else

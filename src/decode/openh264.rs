@@ -4,18 +4,28 @@
 //! pool allocated at construction. When every pool picture is downstream, the new picture is
 //! dropped and counted (`dropped_pool_empty`); nothing is allocated per frame.
 //!
-//! OpenH264 officially targets the Constrained Baseline profile; the Main-profile clips of
-//! `../shared/media` (CABAC, no B-frames) decode with the frame counts of their README
-//! (`tests/decode_openh264.rs`). Streams with B-frames are outside what the pipeline feeds it.
-//! H.265 is refused with a hint naming the hardware decoders.
+//! OpenH264's README lists Constrained Baseline only, but its decoder also handles CABAC and
+//! B slices: the Main-profile clips of `../shared/media` decode with the frame counts of their
+//! README and bit-exact with FFmpeg, and Main/High streams with B-frames decode completely
+//! when OpenH264 is left to reorder (`tests/decode_openh264.rs`). Forcing output after every
+//! access unit (the crate's default) breaks B-frame streams, and letting it reorder delays
+//! every picture by one access unit; so output is forced only where the SPS rules out
+//! reordering (Baseline, or VUI `max_num_reorder_frames == 0`). H.265 is refused with a hint
+//! naming the hardware decoders.
 
-use openh264::decoder::{Decoder as Oh264, DecoderConfig};
+use openh264::decoder::{DecodeOptions, Decoder as Oh264, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 
 use crate::decode::{DecodeStats, Decoded, Decoder};
 use crate::error::DecodeError;
 use crate::frame::{AccessUnit, Codec, ColourDesc, HostNv12, Picture, StreamInfo};
+use crate::source::annexb::NalUnits;
+use crate::source::sps::parse_h264_sps;
+
+/// Most access units whose pictures can be pending inside the decoder (H.264 DPB size 16,
+/// plus margin).
+const MAX_PENDING: usize = 32;
 
 const BACKEND: &str = "openh264";
 
@@ -30,9 +40,13 @@ pub struct OpenH264Decoder {
     max_width: u32,
     max_height: u32,
     stats: DecodeStats,
-    /// PTS of the last access unit, given to pictures drained by `flush` (OpenH264 outputs
-    /// in decoding order without delay for streams without B-frames, so these are the last).
-    last_pts_us: i64,
+    /// PTS of access units whose pictures have not come out yet, unordered. Pictures leave
+    /// the decoder in presentation order, so each takes the smallest pending PTS.
+    pending: [i64; MAX_PENDING],
+    n_pending: usize,
+    /// Force OpenH264 to output each picture right after its access unit (no reordering
+    /// delay). Safe only when the stream cannot reorder: decided from each IDR's SPS.
+    flush_each: bool,
 }
 
 impl std::fmt::Debug for OpenH264Decoder {
@@ -78,11 +92,14 @@ impl OpenH264Decoder {
                 msg: format!("picture pool size must be at least 1 (got {pool_size})"),
             });
         }
-        let dec = Oh264::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
-            .map_err(|e| DecodeError::Backend {
-                backend: BACKEND,
-                msg: format!("cannot create the decoder: {e}"),
-            })?;
+        let dec = Oh264::with_api_config(
+            OpenH264API::from_source(),
+            DecoderConfig::new().flush_after_decode(Flush::NoFlush),
+        )
+        .map_err(|e| DecodeError::Backend {
+            backend: BACKEND,
+            msg: format!("cannot create the decoder: {e}"),
+        })?;
         let pool = (0..pool_size)
             .map(|_| Some(HostNv12::with_capacity(max_width, max_height)))
             .collect();
@@ -95,8 +112,42 @@ impl OpenH264Decoder {
             max_width,
             max_height,
             stats: DecodeStats::default(),
-            last_pts_us: 0,
+            pending: [0; MAX_PENDING],
+            n_pending: 0,
+            flush_each: true,
         })
+    }
+
+    fn push_pts(&mut self, pts: i64) {
+        if self.n_pending == MAX_PENDING {
+            // Pictures that never came out (lost in corrupt data): forget the oldest.
+            self.pop_pts();
+        }
+        self.pending[self.n_pending] = pts;
+        self.n_pending += 1;
+    }
+
+    fn pop_pts(&mut self) -> Option<i64> {
+        let (i, &v) = self.pending[..self.n_pending]
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, v)| **v)?;
+        self.n_pending -= 1;
+        self.pending[i] = self.pending[self.n_pending];
+        Some(v)
+    }
+
+    /// Whether pictures may be output without waiting for reordering, from an SPS: Baseline
+    /// and Constrained Baseline (profile_idc 66) have no B slices; otherwise the VUI's
+    /// `max_num_reorder_frames` must say 0. Streams that do not say get OpenH264's
+    /// reordering, at one picture of latency (without it B-frame streams fail to decode).
+    fn update_flush_mode(&mut self, au: &AccessUnit) {
+        if let Some(info) = NalUnits::new(&au.data)
+            .find(|n| n.first().is_some_and(|b| b & 0x1f == 7))
+            .and_then(|sps| parse_h264_sps(sps).ok())
+        {
+            self.flush_each = info.profile_idc == 66 || info.max_num_reorder_frames == Some(0);
+        }
     }
 
     /// Pictures currently in the pool (not downstream).
@@ -138,11 +189,28 @@ impl Decoder for OpenH264Decoder {
         sink: &mut dyn FnMut(Decoded),
     ) -> Result<(), DecodeError> {
         self.stats.access_units += 1;
-        self.last_pts_us = au.pts_us;
-        let yuv = match self.dec.decode(&au.data) {
+        if au.keyframe {
+            self.update_flush_mode(au);
+        }
+        self.push_pts(au.pts_us);
+        let flush = if self.flush_each {
+            Flush::Flush
+        } else {
+            Flush::NoFlush
+        };
+        let opts = DecodeOptions::new().flush_after_decode(flush);
+        let yuv = match self.dec.decode_with_options(&au.data, opts) {
             Ok(Some(yuv)) => yuv,
             Ok(None) => return Ok(()),
             Err(e) => {
+                // This access unit gives no picture.
+                if let Some(i) = self.pending[..self.n_pending]
+                    .iter()
+                    .position(|&p| p == au.pts_us)
+                {
+                    self.n_pending -= 1;
+                    self.pending[i] = self.pending[self.n_pending];
+                }
                 self.stats.corrupt += 1;
                 return Err(DecodeError::Corrupt {
                     index: au.index,
@@ -160,6 +228,19 @@ impl Decoder for OpenH264Decoder {
                 max_height: self.max_height,
             });
         }
+        // Pending PTS values are kept outside `self.dec`, which `yuv` borrows.
+        let pts_us = {
+            let pending = &mut self.pending[..self.n_pending];
+            match pending.iter().enumerate().min_by_key(|(_, v)| **v) {
+                Some((i, &v)) => {
+                    let last = pending.len() - 1;
+                    pending.swap(i, last);
+                    self.n_pending -= 1;
+                    v
+                }
+                None => au.pts_us,
+            }
+        };
         let Some(token) = self.free.pop() else {
             self.stats.dropped_pool_empty += 1;
             return Ok(());
@@ -185,7 +266,7 @@ impl Decoder for OpenH264Decoder {
         self.stats.pictures += 1;
         sink(Decoded {
             picture: Picture::Host(pic),
-            pts_us: au.pts_us,
+            pts_us,
             colour: self.colour,
             token,
         });
@@ -195,6 +276,13 @@ impl Decoder for OpenH264Decoder {
     /// Drains pictures OpenH264 still holds. (The crate returns them in a `Vec`: this
     /// allocates, once, at end of stream; it is not on the per-frame path.)
     fn flush(&mut self, sink: &mut dyn FnMut(Decoded)) -> Result<(), DecodeError> {
+        let mut pts = [0i64; MAX_PENDING];
+        let mut n = 0;
+        while let Some(p) = self.pop_pts() {
+            pts[n] = p;
+            n += 1;
+        }
+        let mut next_pts = pts[..n].iter().copied();
         let frames = self.dec.flush_remaining().map_err(|e| {
             self.stats.corrupt += 1;
             DecodeError::Corrupt {
@@ -220,7 +308,7 @@ impl Decoder for OpenH264Decoder {
             self.stats.pictures += 1;
             sink(Decoded {
                 picture: Picture::Host(pic),
-                pts_us: self.last_pts_us,
+                pts_us: next_pts.next().unwrap_or(0),
                 colour: self.colour,
                 token,
             });

@@ -7,7 +7,7 @@
 //! into the caller's buffer and allocates nothing.
 //!
 //! Timestamps (microseconds): MP4 from the sample table (`stts` + `ctts`, `mdhd` timescale;
-//! edit lists are ignored); Annex-B from the frame index and the SPS VUI frame rate (25 fps
+//! edit lists are not read, the earliest composition time becomes 0); Annex-B from the frame index and the SPS VUI frame rate (25 fps
 //! with a warning when the VUI has none; streams with B-frames would need POC ordering, which
 //! is not done: the pipeline's streams have none). With `looping`, the source starts again at
 //! the end, reports [`SourceEvent::Looped`], and keeps timestamps and indices increasing.
@@ -55,8 +55,12 @@ enum Inner {
         next: usize,
         list: NalList,
         params: ParamSets,
-        /// Length of one pass in microseconds (end of the last sample).
+        /// Length of one pass in microseconds (first composition time to end of the last
+        /// sample).
         pass_us: i64,
+        /// Smallest composition time (ticks): it becomes PTS 0. With B-frames and no edit
+        /// list it is the `ctts` shift of the first presented picture.
+        base: i64,
     },
 }
 
@@ -205,7 +209,7 @@ impl FileSource {
         if end > first {
             info.fps = Some(track.samples.len() as f64 * ts / (end - first) as f64);
         }
-        let pass_us = (end as f64 * 1e6 / ts).round() as i64;
+        let pass_us = ((end - first) as f64 * 1e6 / ts).round() as i64;
         Ok((
             Inner::Mp4 {
                 track,
@@ -213,6 +217,7 @@ impl FileSource {
                 list: NalList::with_capacity(max_au_bytes),
                 params,
                 pass_us,
+                base: first,
             },
             info,
         ))
@@ -376,6 +381,7 @@ impl FileSource {
             list,
             params,
             pass_us,
+            base,
         } = &mut self.inner
         else {
             unreachable!("next_mp4 on an Annex-B source");
@@ -391,8 +397,9 @@ impl FileSource {
         let i = *next;
         *next += 1;
         let sample = track.samples[i];
+        let ticks = sample.pts.saturating_sub(*base);
         let pts_us =
-            self.pts_offset_us + (sample.pts as f64 * 1e6 / track.timescale as f64).round() as i64;
+            self.pts_offset_us + (ticks as f64 * 1e6 / track.timescale as f64).round() as i64;
         let codec = track.codec;
         let data = match track.sample_data(&self.data, i) {
             Ok(d) => d,

@@ -37,6 +37,9 @@ pub struct SpsInfo {
     pub fps: Option<f64>,
     pub bit_depth_luma: u8,
     pub chroma_format_idc: u8,
+    /// H.264 VUI `max_num_reorder_frames` (E.2.1), when the stream states it: 0 means output
+    /// order equals decoding order (no B-frame reordering). Not read for H.265.
+    pub max_num_reorder_frames: Option<u32>,
 }
 
 impl SpsInfo {
@@ -313,20 +316,45 @@ pub fn parse_h264_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     let mut full_range = None;
     let mut matrix = None;
     let mut fps = None;
-    // A truncated VUI still leaves a usable size: keep what was read.
-    if let Ok(true) = r.flag() {
-        if let Ok((fr, m)) = vui_signal(&mut r) {
-            full_range = fr;
-            matrix = m;
-            if let Ok(true) = r.flag() {
-                // timing_info_present_flag
-                if let (Ok(n), Ok(t)) = (r.bits(32), r.bits(32)) {
-                    // H.264 E.2.1: a frame lasts two ticks (field-based clock).
-                    fps = fps_from(n, t, 2.0);
-                }
-            }
+    let mut max_num_reorder_frames = None;
+    // A truncated or odd VUI still leaves a usable size: keep what was read before the error.
+    let _ = (|| -> Result<(), SpsError> {
+        if !r.flag()? {
+            return Ok(()); // vui_parameters_present_flag
         }
-    }
+        let (fr, m) = vui_signal(&mut r)?;
+        full_range = fr;
+        matrix = m;
+        if r.flag()? {
+            // timing_info_present_flag; H.264 E.2.1: a frame lasts two ticks.
+            let n = r.bits(32)?;
+            let t = r.bits(32)?;
+            fps = fps_from(n, t, 2.0);
+            r.skip(1)?; // fixed_frame_rate_flag
+        }
+        let nal_hrd = r.flag()?;
+        if nal_hrd {
+            skip_h264_hrd(&mut r)?;
+        }
+        let vcl_hrd = r.flag()?;
+        if vcl_hrd {
+            skip_h264_hrd(&mut r)?;
+        }
+        if nal_hrd || vcl_hrd {
+            r.skip(1)?; // low_delay_hrd_flag
+        }
+        r.skip(1)?; // pic_struct_present_flag
+        if r.flag()? {
+            // bitstream_restriction_flag
+            r.skip(1)?; // motion_vectors_over_pic_boundaries_flag
+            for _ in 0..4 {
+                r.ue()?; // max_bytes_per_pic_denom .. log2_max_mv_length_vertical
+            }
+            max_num_reorder_frames = Some(r.ue_max(16, "max_num_reorder_frames")?);
+            r.ue()?; // max_dec_frame_buffering
+        }
+        Ok(())
+    })();
     Ok(SpsInfo {
         codec: Codec::H264,
         profile_idc,
@@ -337,7 +365,20 @@ pub fn parse_h264_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
         fps,
         bit_depth_luma: bit_depth_luma as u8,
         chroma_format_idc: chroma_format_idc as u8,
+        max_num_reorder_frames,
     })
+}
+
+/// H.264 `hrd_parameters()` (E.1.2): only skipped.
+fn skip_h264_hrd(r: &mut Bits) -> Result<(), SpsError> {
+    let cpb_cnt = r.ue_max(31, "cpb_cnt_minus1")? + 1;
+    r.skip(8)?; // bit_rate_scale, cpb_size_scale
+    for _ in 0..cpb_cnt {
+        r.ue()?;
+        r.ue()?;
+        r.skip(1)?;
+    }
+    r.skip(20) // four 5-bit delay/offset lengths
 }
 
 /// H.265 `profile_tier_level(1, max_sub_layers_minus1)` (7.3.3): only skipped.
@@ -565,6 +606,7 @@ pub fn parse_h265_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
         fps,
         bit_depth_luma: bit_depth_luma as u8,
         chroma_format_idc: chroma_format_idc as u8,
+        max_num_reorder_frames: None,
     })
 }
 
