@@ -66,15 +66,21 @@ fn build_tensorrt_shim() {
         .include("tensorrt")
         .warnings(true)
         .extra_warnings(true)
-        .warnings_into_errors(true);
+        // -Werror is for tools/trt-compile-check.sh; a newer compiler in a Yocto build must
+        // not fail the build on a new warning.
+        .warnings_into_errors(false);
     // Vendor headers as system headers: their own deprecation warnings are not ours.
-    build.flag("-isystem").flag(trt.as_os_str().to_str().unwrap_or_else(|| {
-        fail("TENSORRT_INCLUDE is not valid UTF-8");
-    }));
-    if let Some(c) = &cuda {
-        build.flag("-isystem").flag(c.as_os_str().to_str().unwrap_or_else(|| {
-            fail("CUDA_INCLUDE is not valid UTF-8");
+    build
+        .flag("-isystem")
+        .flag(trt.as_os_str().to_str().unwrap_or_else(|| {
+            fail("TENSORRT_INCLUDE is not valid UTF-8");
         }));
+    if let Some(c) = &cuda {
+        build
+            .flag("-isystem")
+            .flag(c.as_os_str().to_str().unwrap_or_else(|| {
+                fail("CUDA_INCLUDE is not valid UTF-8");
+            }));
     }
     build.compile("jetwatch_trt_shim");
     println!("cargo:rustc-link-lib=dylib=dl");

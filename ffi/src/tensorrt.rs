@@ -45,7 +45,8 @@ pub const JW_TRT_DT_INT64: i32 = 8;
 pub const JW_TRT_MAX_DIMS: usize = 8;
 
 /// Logger callback; called on any thread TensorRT logs from. Must not unwind.
-pub type jw_trt_log_fn = Option<unsafe extern "C" fn(user: *mut c_void, severity: i32, msg: *const c_char)>;
+pub type jw_trt_log_fn =
+    Option<unsafe extern "C" fn(user: *mut c_void, severity: i32, msg: *const c_char)>;
 /// Progress callback; return non-zero from a STEP event to cancel. Must not unwind.
 pub type jw_trt_progress_fn = Option<
     unsafe extern "C" fn(

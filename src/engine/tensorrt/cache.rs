@@ -112,23 +112,32 @@ impl CacheKey {
         }
         let _ = writeln!(d, "gpu_fallback={}", i.gpu_fallback);
         let _ = writeln!(d, "precision={}", i.precision.as_str());
-        let _ = writeln!(
-            d,
-            "batch={}/{}/{}",
-            i.batch.min, i.batch.opt, i.batch.max
-        );
+        let _ = writeln!(d, "batch={}/{}/{}", i.batch.min, i.batch.opt, i.batch.max);
         let hex = hex(&Sha256::digest(d.as_bytes()));
-        CacheKey { description: d, hex }
+        CacheKey {
+            description: d,
+            hex,
+        }
     }
 
     /// File name of the plan: readable prefix plus the first 32 hex digits of the key.
     pub fn file_name(&self, model_stem: &str) -> String {
         let stem: String = model_stem
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(48)
             .collect();
-        let stem = if stem.is_empty() { "model".to_string() } else { stem };
+        let stem = if stem.is_empty() {
+            "model".to_string()
+        } else {
+            stem
+        };
         format!("{stem}-{}.engine", &self.hex[..32])
     }
 }

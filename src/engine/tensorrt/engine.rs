@@ -50,7 +50,9 @@ fn device_info(gpu: u32) -> Result<(String, (u32, u32)), EngineError> {
     }
     let ctx = cudarc::driver::CudaContext::new(gpu as usize)
         .map_err(|e| unavailable(format!("CUDA device {gpu}: {e}")))?;
-    let name = ctx.name().map_err(|e| backend(format!("cuDeviceGetName: {e}")))?;
+    let name = ctx
+        .name()
+        .map_err(|e| backend(format!("cuDeviceGetName: {e}")))?;
     let (ma, mi) = ctx
         .compute_capability()
         .map_err(|e| backend(format!("compute capability: {e}")))?;
@@ -83,7 +85,11 @@ impl LoadedPlan {
         Self::from_bytes(&rt, &bytes, dla_core)
     }
 
-    fn from_bytes(rt: &Arc<Runtime>, plan: &[u8], dla_core: Option<u32>) -> Result<LoadedPlan, EngineError> {
+    fn from_bytes(
+        rt: &Arc<Runtime>,
+        plan: &[u8],
+        dla_core: Option<u32>,
+    ) -> Result<LoadedPlan, EngineError> {
         let engine = Engine::deserialize(rt, plan, dla_core)?;
         let io = engine.io()?;
         Ok(LoadedPlan {
@@ -306,7 +312,8 @@ impl EngineTrait for TensorRtEngine {
                 )));
             }
             self.shape[0] = batch as i64;
-            self.ctx.set_input_shape(&self.input_name, &self.shape[..self.rank])?;
+            self.ctx
+                .set_input_shape(&self.input_name, &self.shape[..self.rank])?;
             self.batch = batch;
         }
         // SAFETY: bind's caller guaranteed the stream and buffers outlive self.
@@ -341,7 +348,11 @@ pub fn load_or_build(
     let rt = open_runtime()?;
     let trt = rt.lib_version;
     let (device_name, cc) = device_info(args.gpu)?;
-    let dla_cores = if args.dla_core.is_some() { rt.dla_cores()? } else { 0 };
+    let dla_cores = if args.dla_core.is_some() {
+        rt.dla_cores()?
+    } else {
+        0
+    };
     let core = policy::check_dla_request(args.dla_policy, args.dla_core, trt, dla_cores)
         .map_err(|e| unavailable(e.to_string()))?;
     let key = CacheKey::new(&CacheKeyInputs {
@@ -370,7 +381,8 @@ pub fn load_or_build(
         build_seconds: 0.0,
     };
     if !args.force {
-        let io_err = |e: std::io::Error| backend(format!("reading cached plan {}: {e}", path.display()));
+        let io_err =
+            |e: std::io::Error| backend(format!("reading cached plan {}: {e}", path.display()));
         match cache::load_plan(&path, &key).map_err(io_err)? {
             PlanStatus::Valid(bytes) => {
                 progress(&format!("using cached plan {}", path.display()));
@@ -419,7 +431,8 @@ pub fn load_or_build(
             can_run_on_dla: *ok,
         })
         .collect();
-    let decision = policy::decide(args.dla_policy, core, &dla).map_err(|e| backend(e.to_string()))?;
+    let decision =
+        policy::decide(args.dla_policy, core, &dla).map_err(|e| backend(e.to_string()))?;
     report.warnings.extend(decision.warnings.iter().cloned());
     if trt.precision_mode() == PrecisionMode::TensorTypes {
         let want = match args.precision {
@@ -432,7 +445,11 @@ pub fn load_or_build(
                 "TensorRT {trt} builds strongly typed networks: precision comes from the model's \
                  tensor types, and {n} layer(s) of this model produce {} although {} was asked for \
                  (convert the ONNX model to the wanted precision)",
-                if want == sys::JW_TRT_DT_FLOAT { "float32" } else { "float16" },
+                if want == sys::JW_TRT_DT_FLOAT {
+                    "float32"
+                } else {
+                    "float16"
+                },
                 args.precision.as_str()
             ));
         }
@@ -447,8 +464,11 @@ pub fn load_or_build(
         cache::write_atomic(tc, blob.bytes())
             .map_err(|e| backend(format!("writing timing cache {}: {e}", tc.display())))?;
     }
+    // Keep our own copy of the plan, then free the builder (and its device memory) before
+    // deserialising.
+    let plan = plan.bytes().to_vec();
     drop(build);
-    let loaded = LoadedPlan::from_bytes(&rt, plan.bytes(), core)?;
+    let loaded = LoadedPlan::from_bytes(&rt, &plan, core)?;
     report.placement = loaded.placement()?;
     Ok((loaded, report))
 }
@@ -463,7 +483,12 @@ pub(super) fn inspect(plan: &Path) -> Result<String, EngineError> {
         .and_then(|h| header_field(h, "dla_core"))
         .and_then(|v| v.parse().ok());
     let loaded = LoadedPlan::from_bytes(&rt, &bytes, dla_core)?;
-    let mut out = format!("plan: {} ({} bytes), TensorRT {}\n", plan.display(), bytes.len(), rt.lib_version);
+    let mut out = format!(
+        "plan: {} ({} bytes), TensorRT {}\n",
+        plan.display(),
+        bytes.len(),
+        rt.lib_version
+    );
     match &header {
         Some(h) => {
             out.push_str("built for:\n");
@@ -476,9 +501,19 @@ pub(super) fn inspect(plan: &Path) -> Result<String, EngineError> {
         None => out.push_str("no cache header beside this plan (not built by jetwatch)\n"),
     }
     let (input, outputs) = loaded.io_specs()?;
-    out.push_str(&format!("input  {} {} {:?}\n", input.name, input.dtype.name(), input.shape));
+    out.push_str(&format!(
+        "input  {} {} {:?}\n",
+        input.name,
+        input.dtype.name(),
+        input.shape
+    ));
     for o in outputs {
-        out.push_str(&format!("output {} {} {:?}\n", o.name, o.dtype.name(), o.shape));
+        out.push_str(&format!(
+            "output {} {} {:?}\n",
+            o.name,
+            o.dtype.name(),
+            o.shape
+        ));
     }
     out.push_str(&loaded.placement()?.to_string());
     Ok(out)

@@ -22,7 +22,9 @@ mod engine;
 mod shim;
 
 #[cfg(all(feature = "tensorrt", not(any(feature = "cuda12", feature = "cuda13"))))]
-compile_error!("the `tensorrt` feature needs a CUDA version feature: `cuda12` (JetPack 6) or `cuda13`");
+compile_error!(
+    "the `tensorrt` feature needs a CUDA version feature: `cuda12` (JetPack 6) or `cuda13`"
+);
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -127,7 +129,11 @@ impl fmt::Display for BuildReport {
             f,
             "engine: {}{}",
             self.plan.display(),
-            if self.cached { " (cached, not rebuilt)" } else { "" }
+            if self.cached {
+                " (cached, not rebuilt)"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             f,

@@ -163,10 +163,9 @@ pub fn decide(
         .map(|l| l.name.clone())
         .collect();
     match policy {
-        DlaPolicy::Strict if !off.is_empty() => Err(PolicyError::LayersLeaveDla {
-            core,
-            layers: off,
-        }),
+        DlaPolicy::Strict if !off.is_empty() => {
+            Err(PolicyError::LayersLeaveDla { core, layers: off })
+        }
         DlaPolicy::Strict => Ok(PlacementDecision {
             dla_core: Some(core),
             gpu_fallback: false,

@@ -85,7 +85,11 @@ impl PlacementReport {
                         reformat: layer_type.eq_ignore_ascii_case("Reformat"),
                     });
                 }
-                other => return Err(format!("engine inspector layer {i} is {other}, not a name or an object")),
+                other => {
+                    return Err(format!(
+                        "engine inspector layer {i} is {other}, not a name or an object"
+                    ))
+                }
             }
         }
         Ok(out)
@@ -126,7 +130,13 @@ impl fmt::Display for PlacementReport {
             .max(4);
         for l in &self.layers {
             let mark = if l.reformat { " *" } else { "" };
-            writeln!(f, "  {:<3}  {:<w$}  {}{mark}", l.device.as_str(), l.layer_type, l.name)?;
+            writeln!(
+                f,
+                "  {:<3}  {:<w$}  {}{mark}",
+                l.device.as_str(),
+                l.layer_type,
+                l.name
+            )?;
         }
         if self.reformats() > 0 {
             writeln!(f, "  (* reformat layer: a format or precision conversion)")?;

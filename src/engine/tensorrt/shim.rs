@@ -87,7 +87,13 @@ impl Runtime {
         // SAFETY: null path selects the default soname; the callback is a valid extern "C"
         // fn that never unwinds; `raw` is a valid out pointer.
         let st = unsafe {
-            sys::jw_trt_runtime_open(ptr::null(), Some(log_callback), ptr::null_mut(), min, &mut raw)
+            sys::jw_trt_runtime_open(
+                ptr::null(),
+                Some(log_callback),
+                ptr::null_mut(),
+                min,
+                &mut raw,
+            )
         };
         check(st, "opening TensorRT")?;
         let raw = NonNull::new(raw).ok_or_else(|| EngineError::Backend {
@@ -97,16 +103,17 @@ impl Runtime {
         let mut v = 0;
         // SAFETY: raw is a live runtime handle; v is a valid out pointer.
         let st = unsafe { sys::jw_trt_runtime_lib_version(raw.as_ptr(), &mut v) };
-        let rt = Runtime {
+        // Owned from here on, so an error below still destroys the runtime exactly once.
+        let mut rt = Runtime {
             raw,
             lib_version: TrtVersion::new(0, 0, 0),
         };
         check(st, "getInferLibVersion")?;
-        let lib_version = TrtVersion::from_encoded(v).ok_or_else(|| EngineError::Backend {
+        rt.lib_version = TrtVersion::from_encoded(v).ok_or_else(|| EngineError::Backend {
             backend: BACKEND,
             msg: format!("getInferLibVersion returned {v}"),
         })?;
-        Ok(Arc::new(Runtime { lib_version, ..rt }))
+        Ok(Arc::new(rt))
     }
 
     pub(crate) fn header_version() -> TrtVersion {
@@ -139,10 +146,12 @@ pub(crate) struct Blob(NonNull<sys::jw_trt_blob>);
 
 impl Blob {
     fn from_raw(raw: *mut sys::jw_trt_blob, what: &str) -> Result<Blob, EngineError> {
-        NonNull::new(raw).map(Blob).ok_or_else(|| EngineError::Backend {
-            backend: BACKEND,
-            msg: format!("{what} returned no data"),
-        })
+        NonNull::new(raw)
+            .map(Blob)
+            .ok_or_else(|| EngineError::Backend {
+                backend: BACKEND,
+                msg: format!("{what} returned no data"),
+            })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -230,7 +239,10 @@ impl Build {
             min_batch: input.batch.0 as i32,
             opt_batch: input.batch.1 as i32,
             max_batch: input.batch.2 as i32,
-            timing_cache: input.timing_cache.map(|c| c.as_ptr()).unwrap_or(ptr::null()),
+            timing_cache: input
+                .timing_cache
+                .map(|c| c.as_ptr())
+                .unwrap_or(ptr::null()),
             timing_cache_len: input.timing_cache.map(|c| c.len()).unwrap_or(0),
             workspace_bytes: input.workspace_bytes,
             // Installed per run (Build::run) through the monitor's user pointer: the shim's
@@ -271,14 +283,18 @@ impl Build {
             let mut dt = 0;
             // SAFETY: live handle, index in range, valid out pointers.
             check(
-                unsafe { sys::jw_trt_build_layer(self.raw.as_ptr(), i, &mut name, &mut dla, &mut dt) },
+                unsafe {
+                    sys::jw_trt_build_layer(self.raw.as_ptr(), i, &mut name, &mut dla, &mut dt)
+                },
                 "reading a layer",
             )?;
             let name = if name.is_null() {
                 format!("layer {i}")
             } else {
                 // SAFETY: the name lives as long as the network (this Build).
-                unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+                unsafe { CStr::from_ptr(name) }
+                    .to_string_lossy()
+                    .into_owned()
             };
             out.push((name, dla != 0, dt));
         }
@@ -312,9 +328,11 @@ impl Build {
         check(st, "installing the progress monitor")?;
         // SAFETY: live handle, valid out pointer.
         let st = unsafe { sys::jw_trt_build_run(self.raw.as_ptr(), &mut plan) };
+        // Read the error text before the next shim call.
+        let result = check(st, "building the engine");
         // SAFETY: live handle; clears the callback so no dangling context stays installed.
         unsafe { sys::jw_trt_build_set_progress(self.raw.as_ptr(), None, ptr::null_mut()) };
-        check(st, "building the engine")?;
+        result?;
         Blob::from_raw(plan, "buildSerializedNetwork")
     }
 
@@ -504,7 +522,12 @@ impl Context {
         // SAFETY: live context; out array holds JW_TRT_MAX_DIMS entries.
         check(
             unsafe {
-                sys::jw_trt_context_tensor_shape(self.raw.as_ptr(), name.as_ptr(), &mut nd, dims.as_mut_ptr())
+                sys::jw_trt_context_tensor_shape(
+                    self.raw.as_ptr(),
+                    name.as_ptr(),
+                    &mut nd,
+                    dims.as_mut_ptr(),
+                )
             },
             "reading a tensor shape",
         )?;
@@ -514,10 +537,20 @@ impl Context {
     /// # Safety
     /// `ptr` must be device memory large enough for the tensor's largest shape, and stay
     /// valid (not freed) for as long as this context may enqueue work reading or writing it.
-    pub(crate) unsafe fn set_tensor_address(&mut self, name: &CStr, ptr: u64) -> Result<(), EngineError> {
+    pub(crate) unsafe fn set_tensor_address(
+        &mut self,
+        name: &CStr,
+        ptr: u64,
+    ) -> Result<(), EngineError> {
         // SAFETY: live context; validity of `ptr` is the caller's obligation.
         check(
-            unsafe { sys::jw_trt_context_set_tensor_address(self.raw.as_ptr(), name.as_ptr(), ptr as *mut c_void) },
+            unsafe {
+                sys::jw_trt_context_set_tensor_address(
+                    self.raw.as_ptr(),
+                    name.as_ptr(),
+                    ptr as *mut c_void,
+                )
+            },
             "binding a tensor",
         )
     }
@@ -527,7 +560,10 @@ impl Context {
     /// the legacy default stream), and every bound address must still be valid.
     pub(crate) unsafe fn enqueue(&mut self, stream: *mut c_void) -> Result<(), EngineError> {
         // SAFETY: live context; the stream and bindings are the caller's obligation.
-        check(unsafe { sys::jw_trt_context_enqueue(self.raw.as_ptr(), stream) }, "enqueueV3")
+        check(
+            unsafe { sys::jw_trt_context_enqueue(self.raw.as_ptr(), stream) },
+            "enqueueV3",
+        )
     }
 }
 
