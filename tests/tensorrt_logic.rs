@@ -16,10 +16,18 @@ use jetwatch::engine::tensorrt::report::{Device, PlacementReport};
 use jetwatch::engine::tensorrt::version::{check_runtime_compat, PrecisionMode, TrtVersion};
 use jetwatch::engine::tensorrt::{self as trt, header_field, EngineBuildArgs};
 
+/// `JETWATCH_SHARED`, else `../shared` beside the repository (or beside the worktree folder).
 fn shared() -> PathBuf {
-    std::env::var_os("JETWATCH_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+    if let Some(p) = std::env::var_os("JETWATCH_SHARED") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let near = root.join("../shared");
+    if near.is_dir() {
+        near
+    } else {
+        root.join("../../shared")
+    }
 }
 
 fn tmp_dir(name: &str) -> PathBuf {
