@@ -66,7 +66,9 @@ fn build_tensorrt_shim() {
         .include("tensorrt")
         .warnings(true)
         .extra_warnings(true)
-        .warnings_into_errors(true);
+        // -Werror is for tools/trt-compile-check.sh; a newer compiler in a Yocto build must
+        // not fail the build on a new warning.
+        .warnings_into_errors(false);
     // Vendor headers as system headers: their own deprecation warnings are not ours.
     build
         .flag("-isystem")

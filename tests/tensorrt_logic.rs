@@ -15,12 +15,19 @@ use jetwatch::engine::tensorrt::progress::{
 use jetwatch::engine::tensorrt::report::{Device, PlacementReport};
 use jetwatch::engine::tensorrt::version::{check_runtime_compat, PrecisionMode, TrtVersion};
 use jetwatch::engine::tensorrt::{self as trt, header_field, EngineBuildArgs};
-use jetwatch::error::{EngineError, ErrorKind};
 
+/// `JETWATCH_SHARED`, else `../shared` beside the repository (or beside the worktree folder).
 fn shared() -> PathBuf {
-    std::env::var_os("JETWATCH_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+    if let Some(p) = std::env::var_os("JETWATCH_SHARED") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let near = root.join("../shared");
+    if near.is_dir() {
+        near
+    } else {
+        root.join("../../shared")
+    }
 }
 
 fn tmp_dir(name: &str) -> PathBuf {
@@ -523,6 +530,7 @@ fn probe_reports_library_or_says_what_is_missing() {
 #[cfg(not(feature = "tensorrt"))]
 #[test]
 fn engine_build_without_feature_says_how_to_get_tensorrt() {
+    use jetwatch::error::{EngineError, ErrorKind};
     let args = EngineBuildArgs::new(shared().join("models/FastestDet.onnx"));
     let mut lines = Vec::new();
     let err = trt::engine_build(&args, &mut |l| lines.push(l.to_string())).unwrap_err();
@@ -541,4 +549,23 @@ fn engine_build_without_feature_says_how_to_get_tensorrt() {
     let err = trt::engine_inspect(&PathBuf::from("/nonexistent.engine")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(trt::prefer_tensorrt().is_err());
+}
+
+/// With the feature, on a host without libnvinfer (like CI), the shim's dlopen fails and the
+/// error names the library and how to get it; on a host with TensorRT this checks nothing.
+#[cfg(feature = "tensorrt")]
+#[test]
+fn shim_reports_missing_libnvinfer() {
+    use jetwatch::error::ErrorKind;
+    if trt::tensorrt_available().is_ok() {
+        return;
+    }
+    let args = EngineBuildArgs::new(shared().join("models/FastestDet.onnx"));
+    let err = trt::engine_build(&args, &mut |_| {}).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    let msg = err.to_string();
+    assert!(msg.contains("cannot open libnvinfer.so.1"), "{msg}");
+    assert!(msg.contains("JetPack"), "{msg}");
+    let err = trt::engine_inspect(&PathBuf::from("/nonexistent.engine")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
 }

@@ -344,8 +344,9 @@ pub fn load_or_build(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(LoadedPlan, BuildReport), EngineError> {
     args.batch.validate().map_err(backend)?;
-    let onnx = read_file(&args.onnx)?;
+    // TensorRT first: on a host without it, that is the message that helps.
     let rt = open_runtime()?;
+    let onnx = read_file(&args.onnx)?;
     let trt = rt.lib_version;
     let (device_name, cc) = device_info(args.gpu)?;
     let dla_cores = if args.dla_core.is_some() {
@@ -464,8 +465,11 @@ pub fn load_or_build(
         cache::write_atomic(tc, blob.bytes())
             .map_err(|e| backend(format!("writing timing cache {}: {e}", tc.display())))?;
     }
+    // Keep our own copy of the plan, then free the builder (and its device memory) before
+    // deserialising.
+    let plan = plan.bytes().to_vec();
     drop(build);
-    let loaded = LoadedPlan::from_bytes(&rt, plan.bytes(), core)?;
+    let loaded = LoadedPlan::from_bytes(&rt, &plan, core)?;
     report.placement = loaded.placement()?;
     Ok((loaded, report))
 }

@@ -103,16 +103,17 @@ impl Runtime {
         let mut v = 0;
         // SAFETY: raw is a live runtime handle; v is a valid out pointer.
         let st = unsafe { sys::jw_trt_runtime_lib_version(raw.as_ptr(), &mut v) };
-        let rt = Runtime {
+        // Owned from here on, so an error below still destroys the runtime exactly once.
+        let mut rt = Runtime {
             raw,
             lib_version: TrtVersion::new(0, 0, 0),
         };
         check(st, "getInferLibVersion")?;
-        let lib_version = TrtVersion::from_encoded(v).ok_or_else(|| EngineError::Backend {
+        rt.lib_version = TrtVersion::from_encoded(v).ok_or_else(|| EngineError::Backend {
             backend: BACKEND,
             msg: format!("getInferLibVersion returned {v}"),
         })?;
-        Ok(Arc::new(Runtime { lib_version, ..rt }))
+        Ok(Arc::new(rt))
     }
 
     pub(crate) fn header_version() -> TrtVersion {
@@ -221,14 +222,20 @@ unsafe extern "C" fn progress_callback(
     }
 }
 
-/// A parsed network with its builder config, before `buildSerializedNetwork`.
-pub(crate) struct Build {
+/// A parsed network with its builder config, before `buildSerializedNetwork`. Borrows the
+/// model bytes: whether the ONNX parser keeps pointers into them is not documented, so they
+/// must outlive the build session.
+pub(crate) struct Build<'a> {
     raw: NonNull<sys::jw_trt_build>,
     _rt: Arc<Runtime>,
+    _model: std::marker::PhantomData<&'a [u8]>,
 }
 
-impl Build {
-    pub(crate) fn begin(rt: &Arc<Runtime>, input: &BuildInput<'_>) -> Result<Build, EngineError> {
+impl<'a> Build<'a> {
+    pub(crate) fn begin(
+        rt: &Arc<Runtime>,
+        input: &BuildInput<'a>,
+    ) -> Result<Build<'a>, EngineError> {
         let opts = sys::jw_trt_build_options {
             onnx: input.onnx.as_ptr(),
             onnx_len: input.onnx.len(),
@@ -250,9 +257,9 @@ impl Build {
             progress_user: ptr::null_mut(),
         };
         let mut raw = ptr::null_mut();
-        // SAFETY: rt is live; opts points at borrowed buffers that outlive this call (the
-        // shim copies what it keeps: TensorRT parses the model and reads the timing cache
-        // during jw_trt_build_begin).
+        // SAFETY: rt is live; opts points at buffers valid for this call; the model bytes
+        // stay borrowed by the returned Build ('a), the timing cache is copied by
+        // createTimingCache.
         check(
             unsafe { sys::jw_trt_build_begin(rt.raw.as_ptr(), &opts, &mut raw) },
             "preparing the engine build",
@@ -264,6 +271,7 @@ impl Build {
         Ok(Build {
             raw,
             _rt: rt.clone(),
+            _model: std::marker::PhantomData,
         })
     }
 
@@ -327,9 +335,11 @@ impl Build {
         check(st, "installing the progress monitor")?;
         // SAFETY: live handle, valid out pointer.
         let st = unsafe { sys::jw_trt_build_run(self.raw.as_ptr(), &mut plan) };
+        // Read the error text before the next shim call.
+        let result = check(st, "building the engine");
         // SAFETY: live handle; clears the callback so no dangling context stays installed.
         unsafe { sys::jw_trt_build_set_progress(self.raw.as_ptr(), None, ptr::null_mut()) };
-        check(st, "building the engine")?;
+        result?;
         Blob::from_raw(plan, "buildSerializedNetwork")
     }
 
@@ -344,7 +354,7 @@ impl Build {
     }
 }
 
-impl Drop for Build {
+impl Drop for Build<'_> {
     fn drop(&mut self) {
         // SAFETY: live handle, dropped once, before the Arc<Runtime> it was made from.
         unsafe { sys::jw_trt_build_destroy(self.raw.as_ptr()) }
