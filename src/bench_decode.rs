@@ -140,16 +140,7 @@ pub fn codec_from_path(path: &Path) -> Option<Codec> {
 }
 
 fn cpu_time() -> Duration {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is a valid out-pointer for one rusage; RUSAGE_SELF is always valid.
-    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if r != 0 {
-        return Duration::ZERO;
-    }
-    // SAFETY: getrusage succeeded and filled the struct (it was zeroed before anyway).
-    let ru = unsafe { ru.assume_init() };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    jetwatch_ffi::os::process_cpu_time()
 }
 
 /// True when the counting allocator is the global allocator (an allocation is seen).
