@@ -77,9 +77,12 @@ impl Drop for Mosquitto {
     }
 }
 
+/// (topic, payload) pairs in arrival order.
+pub type Messages = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Subscribes to `filter` and collects (topic, payload) pairs on a background thread.
 pub struct Collector {
-    pub messages: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pub messages: Messages,
     client: rumqttc::Client,
 }
 
