@@ -219,7 +219,7 @@ fn cmd_run(path: &Path, max_frames: Option<u64>) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let mut built = pipeline::build::build(&cfg)?;
     built.options.max_frames = max_frames;
-    let birth = pipeline::build::birth_message(&cfg, &built.backends);
+    let birth = pipeline::build::birth_message(&cfg, &built);
     let (publisher, handle) = jetwatch::publish::mqtt::start(
         jetwatch::publish::mqtt::PublisherConfig::from_config(
             &cfg,
@@ -398,7 +398,7 @@ fn cmd_demo(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let built = pipeline::build::build(&cfg)?;
     let labels = built.labels.clone();
-    let birth = pipeline::build::birth_message(&cfg, &built.backends);
+    let birth = pipeline::build::birth_message(&cfg, &built);
     eprintln!(
         "decoder: {}, engine: {}, preprocess: {}, postprocess: {}",
         built.backends.decoder,

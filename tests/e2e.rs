@@ -72,7 +72,7 @@ fn run_frames(cfg: &Config, port: u16, max_frames: Option<u64>) -> Run {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let mut built = pipeline::build::build(cfg).expect("build pipeline");
     built.options.max_frames = max_frames;
-    let birth = pipeline::build::birth_message(cfg, &built.backends);
+    let birth = pipeline::build::birth_message(cfg, &built);
     let (publisher, handle) = jetwatch::publish::mqtt::start(
         jetwatch::publish::mqtt::PublisherConfig::from_config(cfg, built.options.max_message_bytes),
         birth,

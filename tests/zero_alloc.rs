@@ -59,7 +59,7 @@ metrics_interval_s = 1
             &cfg,
             built.options.max_message_bytes,
         ),
-        pipeline::build::birth_message(&cfg, &built.backends),
+        pipeline::build::birth_message(&cfg, &built),
         clock.clone(),
     )
     .unwrap();

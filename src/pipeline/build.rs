@@ -251,15 +251,15 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
     })
 }
 
-/// The retained birth message for `status`.
-pub fn birth_message(cfg: &Config, backends: &Backends) -> String {
-    serde_json::json!({
-        "state": "online",
-        "version": env!("CARGO_PKG_VERSION"),
-        "device_id": cfg.device_id,
-        "streams": cfg.cameras.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
-        "backends": backends,
-        "format": match cfg.publish.format { crate::config::WireFormat::Postcard => "postcard", crate::config::WireFormat::Json => "json" },
-    })
-    .to_string()
+/// The retained birth message for `status` (with the class names, so subscribers of the
+/// postcard format can name classes).
+pub fn birth_message(cfg: &Config, built: &Built) -> String {
+    let streams: Vec<String> = cfg.cameras.iter().map(|c| c.name.clone()).collect();
+    let backends = serde_json::to_value(&built.backends).unwrap_or_default();
+    crate::publish::mqtt::birth_message(
+        env!("CARGO_PKG_VERSION"),
+        &streams,
+        &backends,
+        &built.labels,
+    )
 }
