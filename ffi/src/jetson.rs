@@ -167,9 +167,10 @@ pub struct v4l2_ext_controls {
     pub controls: *mut v4l2_ext_control,
 }
 pub const V4L2_CTRL_WHICH_CUR_VAL: u32 = 0;
-pub const VIDIOC_S_EXT_CTRLS: c_ulong =
-    ((3u32 << 30) | ((core::mem::size_of::<v4l2_ext_controls>() as u32) << 16) | ((b'V' as u32) << 8) | 72)
-        as c_ulong;
+pub const VIDIOC_S_EXT_CTRLS: c_ulong = ((3u32 << 30)
+    | ((core::mem::size_of::<v4l2_ext_controls>() as u32) << 16)
+    | ((b'V' as u32) << 8)
+    | 72) as c_ulong;
 
 #[cfg(test)]
 mod tests {
@@ -198,23 +199,65 @@ mod tests {
             return;
         };
         let checks: Vec<(&str, usize)> = vec![
-            ("sizeof(NvBufSurfacePlaneParams)", size_of::<NvBufSurfacePlaneParams>()),
-            ("sizeof(NvBufSurfaceMappedAddr)", size_of::<NvBufSurfaceMappedAddr>()),
-            ("sizeof(NvBufSurfaceParams)", size_of::<NvBufSurfaceParams>()),
-            ("offsetof(NvBufSurfaceParams, bufferDesc)", offset_of!(NvBufSurfaceParams, bufferDesc)),
-            ("offsetof(NvBufSurfaceParams, planeParams)", offset_of!(NvBufSurfaceParams, planeParams)),
-            ("offsetof(NvBufSurfaceParams, mappedAddr)", offset_of!(NvBufSurfaceParams, mappedAddr)),
+            (
+                "sizeof(NvBufSurfacePlaneParams)",
+                size_of::<NvBufSurfacePlaneParams>(),
+            ),
+            (
+                "sizeof(NvBufSurfaceMappedAddr)",
+                size_of::<NvBufSurfaceMappedAddr>(),
+            ),
+            (
+                "sizeof(NvBufSurfaceParams)",
+                size_of::<NvBufSurfaceParams>(),
+            ),
+            (
+                "offsetof(NvBufSurfaceParams, bufferDesc)",
+                offset_of!(NvBufSurfaceParams, bufferDesc),
+            ),
+            (
+                "offsetof(NvBufSurfaceParams, planeParams)",
+                offset_of!(NvBufSurfaceParams, planeParams),
+            ),
+            (
+                "offsetof(NvBufSurfaceParams, mappedAddr)",
+                offset_of!(NvBufSurfaceParams, mappedAddr),
+            ),
             ("sizeof(NvBufSurface)", size_of::<NvBufSurface>()),
-            ("offsetof(NvBufSurface, memType)", offset_of!(NvBufSurface, memType)),
-            ("offsetof(NvBufSurface, surfaceList)", offset_of!(NvBufSurface, surfaceList)),
-            ("sizeof(NvBufSurfaceCreateParams)", size_of::<NvBufSurfaceCreateParams>()),
-            ("offsetof(NvBufSurfaceCreateParams, layout)", offset_of!(NvBufSurfaceCreateParams, layout)),
+            (
+                "offsetof(NvBufSurface, memType)",
+                offset_of!(NvBufSurface, memType),
+            ),
+            (
+                "offsetof(NvBufSurface, surfaceList)",
+                offset_of!(NvBufSurface, surfaceList),
+            ),
+            (
+                "sizeof(NvBufSurfaceCreateParams)",
+                size_of::<NvBufSurfaceCreateParams>(),
+            ),
+            (
+                "offsetof(NvBufSurfaceCreateParams, layout)",
+                offset_of!(NvBufSurfaceCreateParams, layout),
+            ),
             ("NVBUF_COLOR_FORMAT_NV12", NVBUF_COLOR_FORMAT_NV12 as usize),
-            ("NVBUF_LAYOUT_BLOCK_LINEAR", NVBUF_LAYOUT_BLOCK_LINEAR as usize),
+            (
+                "NVBUF_LAYOUT_BLOCK_LINEAR",
+                NVBUF_LAYOUT_BLOCK_LINEAR as usize,
+            ),
             ("NVBUF_MEM_SURFACE_ARRAY", NVBUF_MEM_SURFACE_ARRAY as usize),
-            ("V4L2_CID_MPEG_VIDEO_DISABLE_COMPLETE_FRAME_INPUT", V4L2_CID_MPEG_VIDEO_DISABLE_COMPLETE_FRAME_INPUT as usize),
-            ("V4L2_CID_MPEG_VIDEO_ERROR_REPORTING", V4L2_CID_MPEG_VIDEO_ERROR_REPORTING as usize),
-            ("V4L2_CID_MPEG_VIDEO_MAX_PERFORMANCE", V4L2_CID_MPEG_VIDEO_MAX_PERFORMANCE as usize),
+            (
+                "V4L2_CID_MPEG_VIDEO_DISABLE_COMPLETE_FRAME_INPUT",
+                V4L2_CID_MPEG_VIDEO_DISABLE_COMPLETE_FRAME_INPUT as usize,
+            ),
+            (
+                "V4L2_CID_MPEG_VIDEO_ERROR_REPORTING",
+                V4L2_CID_MPEG_VIDEO_ERROR_REPORTING as usize,
+            ),
+            (
+                "V4L2_CID_MPEG_VIDEO_MAX_PERFORMANCE",
+                V4L2_CID_MPEG_VIDEO_MAX_PERFORMANCE as usize,
+            ),
         ];
         let mut src = String::from(
             "#include <stdio.h>\n#include <stddef.h>\n#include <stdbool.h>\n#include <linux/videodev2.h>\n\
@@ -224,7 +267,8 @@ mod tests {
             src.push_str(&format!("printf(\"%lu\\n\", (unsigned long)({e}));\n"));
         }
         src.push_str("return 0;}\n");
-        let dir = std::env::temp_dir().join(format!("jetwatch-jetson-layout-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("jetwatch-jetson-layout-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("p.c"), src).unwrap();
         let st = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
@@ -234,7 +278,10 @@ mod tests {
             .arg(dir.join("p"))
             .status()
             .expect("run the C compiler");
-        assert!(st.success(), "the layout probe did not compile against {inc}");
+        assert!(
+            st.success(),
+            "the layout probe did not compile against {inc}"
+        );
         let out = std::process::Command::new(dir.join("p")).output().unwrap();
         let got: Vec<usize> = String::from_utf8(out.stdout)
             .unwrap()

@@ -400,37 +400,106 @@ mod tests {
             return;
         }
         let checks: Vec<(&str, usize)> = vec![
-            ("sizeof(struct v4l2_capability)", size_of::<v4l2_capability>()),
+            (
+                "sizeof(struct v4l2_capability)",
+                size_of::<v4l2_capability>(),
+            ),
             ("sizeof(struct v4l2_fmtdesc)", size_of::<v4l2_fmtdesc>()),
-            ("sizeof(struct v4l2_pix_format)", size_of::<v4l2_pix_format>()),
-            ("sizeof(struct v4l2_plane_pix_format)", size_of::<v4l2_plane_pix_format>()),
-            ("sizeof(struct v4l2_pix_format_mplane)", size_of::<v4l2_pix_format_mplane>()),
-            ("offsetof(struct v4l2_pix_format_mplane, num_planes)", offset_of!(v4l2_pix_format_mplane, num_planes)),
+            (
+                "sizeof(struct v4l2_pix_format)",
+                size_of::<v4l2_pix_format>(),
+            ),
+            (
+                "sizeof(struct v4l2_plane_pix_format)",
+                size_of::<v4l2_plane_pix_format>(),
+            ),
+            (
+                "sizeof(struct v4l2_pix_format_mplane)",
+                size_of::<v4l2_pix_format_mplane>(),
+            ),
+            (
+                "offsetof(struct v4l2_pix_format_mplane, num_planes)",
+                offset_of!(v4l2_pix_format_mplane, num_planes),
+            ),
             ("sizeof(struct v4l2_format)", size_of::<v4l2_format>()),
-            ("offsetof(struct v4l2_format, fmt)", offset_of!(v4l2_format, fmt)),
-            ("sizeof(struct v4l2_requestbuffers)", size_of::<v4l2_requestbuffers>()),
+            (
+                "offsetof(struct v4l2_format, fmt)",
+                offset_of!(v4l2_format, fmt),
+            ),
+            (
+                "sizeof(struct v4l2_requestbuffers)",
+                size_of::<v4l2_requestbuffers>(),
+            ),
             ("sizeof(struct v4l2_plane)", size_of::<v4l2_plane>()),
             ("offsetof(struct v4l2_plane, m)", offset_of!(v4l2_plane, m)),
-            ("offsetof(struct v4l2_plane, data_offset)", offset_of!(v4l2_plane, data_offset)),
+            (
+                "offsetof(struct v4l2_plane, data_offset)",
+                offset_of!(v4l2_plane, data_offset),
+            ),
             ("sizeof(struct v4l2_buffer)", size_of::<v4l2_buffer>()),
-            ("offsetof(struct v4l2_buffer, timestamp)", offset_of!(v4l2_buffer, timestamp)),
-            ("offsetof(struct v4l2_buffer, timecode)", offset_of!(v4l2_buffer, timecode)),
-            ("offsetof(struct v4l2_buffer, sequence)", offset_of!(v4l2_buffer, sequence)),
-            ("offsetof(struct v4l2_buffer, memory)", offset_of!(v4l2_buffer, memory)),
-            ("offsetof(struct v4l2_buffer, m)", offset_of!(v4l2_buffer, m)),
-            ("offsetof(struct v4l2_buffer, length)", offset_of!(v4l2_buffer, length)),
-            ("offsetof(struct v4l2_buffer, request_fd)", offset_of!(v4l2_buffer, request_fd)),
-            ("sizeof(struct v4l2_exportbuffer)", size_of::<v4l2_exportbuffer>()),
+            (
+                "offsetof(struct v4l2_buffer, timestamp)",
+                offset_of!(v4l2_buffer, timestamp),
+            ),
+            (
+                "offsetof(struct v4l2_buffer, timecode)",
+                offset_of!(v4l2_buffer, timecode),
+            ),
+            (
+                "offsetof(struct v4l2_buffer, sequence)",
+                offset_of!(v4l2_buffer, sequence),
+            ),
+            (
+                "offsetof(struct v4l2_buffer, memory)",
+                offset_of!(v4l2_buffer, memory),
+            ),
+            (
+                "offsetof(struct v4l2_buffer, m)",
+                offset_of!(v4l2_buffer, m),
+            ),
+            (
+                "offsetof(struct v4l2_buffer, length)",
+                offset_of!(v4l2_buffer, length),
+            ),
+            (
+                "offsetof(struct v4l2_buffer, request_fd)",
+                offset_of!(v4l2_buffer, request_fd),
+            ),
+            (
+                "sizeof(struct v4l2_exportbuffer)",
+                size_of::<v4l2_exportbuffer>(),
+            ),
             ("sizeof(struct v4l2_control)", size_of::<v4l2_control>()),
-            ("sizeof(struct v4l2_event_subscription)", size_of::<v4l2_event_subscription>()),
+            (
+                "sizeof(struct v4l2_event_subscription)",
+                size_of::<v4l2_event_subscription>(),
+            ),
             ("sizeof(struct v4l2_event)", size_of::<v4l2_event>()),
             ("offsetof(struct v4l2_event, u)", offset_of!(v4l2_event, u)),
-            ("offsetof(struct v4l2_event, pending)", offset_of!(v4l2_event, pending)),
-            ("offsetof(struct v4l2_event, timestamp)", offset_of!(v4l2_event, timestamp)),
-            ("offsetof(struct v4l2_event, id)", offset_of!(v4l2_event, id)),
-            ("sizeof(struct v4l2_decoder_cmd)", size_of::<v4l2_decoder_cmd>()),
-            ("sizeof(struct v4l2_encoder_cmd)", size_of::<v4l2_encoder_cmd>()),
-            ("sizeof(struct v4l2_frmsizeenum)", size_of::<v4l2_frmsizeenum>()),
+            (
+                "offsetof(struct v4l2_event, pending)",
+                offset_of!(v4l2_event, pending),
+            ),
+            (
+                "offsetof(struct v4l2_event, timestamp)",
+                offset_of!(v4l2_event, timestamp),
+            ),
+            (
+                "offsetof(struct v4l2_event, id)",
+                offset_of!(v4l2_event, id),
+            ),
+            (
+                "sizeof(struct v4l2_decoder_cmd)",
+                size_of::<v4l2_decoder_cmd>(),
+            ),
+            (
+                "sizeof(struct v4l2_encoder_cmd)",
+                size_of::<v4l2_encoder_cmd>(),
+            ),
+            (
+                "sizeof(struct v4l2_frmsizeenum)",
+                size_of::<v4l2_frmsizeenum>(),
+            ),
             ("VIDIOC_QUERYCAP", VIDIOC_QUERYCAP as usize),
             ("VIDIOC_ENUM_FMT", VIDIOC_ENUM_FMT as usize),
             ("VIDIOC_G_FMT", VIDIOC_G_FMT as usize),
@@ -453,7 +522,10 @@ mod tests {
             ("V4L2_PIX_FMT_NV12M", V4L2_PIX_FMT_NV12M as usize),
             ("V4L2_PIX_FMT_FWHT", V4L2_PIX_FMT_FWHT as usize),
             ("V4L2_PIX_FMT_MJPEG", V4L2_PIX_FMT_MJPEG as usize),
-            ("V4L2_CID_MIN_BUFFERS_FOR_CAPTURE", V4L2_CID_MIN_BUFFERS_FOR_CAPTURE as usize),
+            (
+                "V4L2_CID_MIN_BUFFERS_FOR_CAPTURE",
+                V4L2_CID_MIN_BUFFERS_FOR_CAPTURE as usize,
+            ),
             ("V4L2_BUF_FLAG_LAST", V4L2_BUF_FLAG_LAST as usize),
         ];
         let mut src = String::from(

@@ -135,7 +135,13 @@ pub mod register {
             };
             let mut resource = std::ptr::null_mut();
             // SAFETY: out-pointer on the stack; egl_image valid per the contract.
-            let r = unsafe { reg(&mut resource, egl_image, nv::CU_GRAPHICS_REGISTER_FLAGS_READ_ONLY) };
+            let r = unsafe {
+                reg(
+                    &mut resource,
+                    egl_image,
+                    nv::CU_GRAPHICS_REGISTER_FLAGS_READ_ONLY,
+                )
+            };
             if r != 0 {
                 return Err(format!("cuGraphicsEGLRegisterImage failed: CUresult {r}"));
             }
@@ -146,7 +152,9 @@ pub mod register {
             if r != 0 {
                 // SAFETY: resource registered above and not used again.
                 unsafe { unreg(resource) };
-                return Err(format!("cuGraphicsResourceGetMappedEglFrame failed: CUresult {r}"));
+                return Err(format!(
+                    "cuGraphicsResourceGetMappedEglFrame failed: CUresult {r}"
+                ));
             }
             match describe_frame(&frame, width, height, device) {
                 Ok(picture) => Ok(EglRegistration {
@@ -178,7 +186,11 @@ mod tests {
 
     fn frame(frame_type: u32, planes: u32, pitch: u32) -> nv::CUeglFrame {
         nv::CUeglFrame {
-            frame: [0x7000_0000 as *mut c_void, 0x7100_0000 as *mut c_void, std::ptr::null_mut()],
+            frame: [
+                0x7000_0000 as *mut c_void,
+                0x7100_0000 as *mut c_void,
+                std::ptr::null_mut(),
+            ],
             width: 1920,
             height: 1088,
             depth: 1,
@@ -193,7 +205,8 @@ mod tests {
 
     #[test]
     fn pitch_frame_becomes_device_nv12() {
-        let p = describe_frame(&frame(nv::CU_EGL_FRAME_TYPE_PITCH, 2, 2048), 1920, 1080, 0).unwrap();
+        let p =
+            describe_frame(&frame(nv::CU_EGL_FRAME_TYPE_PITCH, 2, 2048), 1920, 1080, 0).unwrap();
         assert_eq!(
             p.size(),
             (1920, 1080),
@@ -224,12 +237,17 @@ mod tests {
     #[test]
     fn unusable_frames_are_rejected() {
         assert_eq!(
-            describe_frame(&frame(nv::CU_EGL_FRAME_TYPE_PITCH, 3, 2048), 1920, 1080, 0).unwrap_err(),
+            describe_frame(&frame(nv::CU_EGL_FRAME_TYPE_PITCH, 3, 2048), 1920, 1080, 0)
+                .unwrap_err(),
             EglFrameError::Planes(3)
         );
         assert_eq!(
-            describe_frame(&frame(nv::CU_EGL_FRAME_TYPE_PITCH, 2, 1000), 1920, 1080, 0).unwrap_err(),
-            EglFrameError::Pitch { pitch: 1000, width: 1920 }
+            describe_frame(&frame(nv::CU_EGL_FRAME_TYPE_PITCH, 2, 1000), 1920, 1080, 0)
+                .unwrap_err(),
+            EglFrameError::Pitch {
+                pitch: 1000,
+                width: 1920
+            }
         );
         assert!(matches!(
             describe_frame(&frame(nv::CU_EGL_FRAME_TYPE_ARRAY, 2, 0), 3840, 2160, 0).unwrap_err(),
@@ -241,6 +259,9 @@ mod tests {
         );
         let mut f = frame(nv::CU_EGL_FRAME_TYPE_ARRAY, 2, 0);
         f.frame[1] = std::ptr::null_mut();
-        assert_eq!(describe_frame(&f, 1920, 1080, 0).unwrap_err(), EglFrameError::NullPlane(1));
+        assert_eq!(
+            describe_frame(&f, 1920, 1080, 0).unwrap_err(),
+            EglFrameError::NullPlane(1)
+        );
     }
 }

@@ -148,7 +148,9 @@ pub struct Dequeued {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// `V4L2_EVENT_SOURCE_CHANGE` with its `changes` bitmask.
-    SourceChange { changes: u32 },
+    SourceChange {
+        changes: u32,
+    },
     /// `V4L2_EVENT_EOS`.
     Eos,
     Other(u32),
@@ -217,7 +219,11 @@ macro_rules! ioctl_safe {
         // SAFETY: `arg` is a live, exclusively borrowed value of the structure `$req` encodes
         // (checked against the kernel headers in jetwatch_ffi::v4l2's layout test); any user
         // pointers inside it point at live stack or heap values owned by the caller.
-        unsafe { $self.provider.ioctl($self.fd, $req, (arg as *mut _) as *mut c_void) }
+        unsafe {
+            $self
+                .provider
+                .ioctl($self.fd, $req, (arg as *mut _) as *mut c_void)
+        }
     }};
 }
 
@@ -341,7 +347,13 @@ impl Device {
     }
 
     /// `VIDIOC_S_FMT` on a single-planar queue; returns what the driver chose.
-    pub fn s_fmt(&self, type_: u32, width: u32, height: u32, pixelformat: u32) -> io::Result<PixFormat> {
+    pub fn s_fmt(
+        &self,
+        type_: u32,
+        width: u32,
+        height: u32,
+        pixelformat: u32,
+    ) -> io::Result<PixFormat> {
         let mut f = sys::v4l2_format {
             type_,
             ..Default::default()
@@ -449,7 +461,11 @@ impl Device {
                 index: b.index,
                 flags: b.flags,
                 sequence: b.sequence,
-                bytesused: if mplane { planes[0].bytesused } else { b.bytesused },
+                bytesused: if mplane {
+                    planes[0].bytesused
+                } else {
+                    b.bytesused
+                },
                 timestamp_us: b.timestamp.tv_sec as i64 * 1_000_000 + b.timestamp.tv_usec as i64,
             })),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
@@ -555,7 +571,8 @@ fn pix_zero() -> sys::v4l2_pix_format {
 }
 
 pub fn is_mplane(type_: u32) -> bool {
-    type_ == sys::V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE || type_ == sys::V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE
+    type_ == sys::V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE
+        || type_ == sys::V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE
 }
 
 fn plane_format(f: &sys::v4l2_format) -> PlaneFormat {

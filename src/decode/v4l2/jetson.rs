@@ -37,9 +37,7 @@ impl std::fmt::Debug for NvV4l2Ioctl {
 fn unavailable(what: String) -> Unavailable {
     Unavailable {
         backend: "jetson-v4l2",
-        reason: format!(
-            "{what} (package nvidia-l4t-multimedia, JetPack 6 / L4T r36)"
-        ),
+        reason: format!("{what} (package nvidia-l4t-multimedia, JetPack 6 / L4T r36)"),
     }
 }
 
@@ -141,7 +139,9 @@ impl IoctlProvider for NvV4l2Ioctl {
     /// short sleep after which the caller retries its non-blocking dequeues; the decoder
     /// bounds the total wait by its own deadline.
     fn poll(&self, _fd: RawFd, events: i16, timeout_ms: i32) -> io::Result<i16> {
-        std::thread::sleep(std::time::Duration::from_millis(timeout_ms.clamp(0, 2) as u64));
+        std::thread::sleep(std::time::Duration::from_millis(
+            timeout_ms.clamp(0, 2) as u64
+        ));
         Ok(events)
     }
 }
@@ -227,8 +227,11 @@ pub fn set_ext_control(dev: &super::Device, id: u32, value: i32) -> io::Result<(
     // SAFETY: `ctrls` is a v4l2_ext_controls whose `controls` points at one live
     // v4l2_ext_control on this stack frame, as VIDIOC_S_EXT_CTRLS requires.
     unsafe {
-        dev.provider()
-            .ioctl(dev.fd(), nv::VIDIOC_S_EXT_CTRLS, (&mut ctrls as *mut nv::v4l2_ext_controls).cast())
+        dev.provider().ioctl(
+            dev.fd(),
+            nv::VIDIOC_S_EXT_CTRLS,
+            (&mut ctrls as *mut nv::v4l2_ext_controls).cast(),
+        )
     }
 }
 
@@ -257,7 +260,9 @@ pub fn surface_geometry(p: &nv::NvBufSurfaceParams) -> Result<SurfaceGeometry, S
         nv::NVBUF_LAYOUT_BLOCK_LINEAR => SurfaceLayout::BlockLinear,
         l => return Err(format!("unknown NvBufSurfaceLayout {l}")),
     };
-    if p.colorFormat != nv::NVBUF_COLOR_FORMAT_NV12 && p.colorFormat != nv::NVBUF_COLOR_FORMAT_NV12_ER {
+    if p.colorFormat != nv::NVBUF_COLOR_FORMAT_NV12
+        && p.colorFormat != nv::NVBUF_COLOR_FORMAT_NV12_ER
+    {
         return Err(format!("colour format {} is not NV12", p.colorFormat));
     }
     let pp = &p.planeParams;
@@ -273,9 +278,13 @@ pub fn surface_geometry(p: &nv::NvBufSurfaceParams) -> Result<SurfaceGeometry, S
     if layout == SurfaceLayout::Pitch
         && (pp.pitch[0] < pp.width[0] || pp.pitch[1] < pp.width[1] * 2)
     {
-        return Err(format!("pitch {:?} narrower than the planes", &pp.pitch[..2]));
+        return Err(format!(
+            "pitch {:?} narrower than the planes",
+            &pp.pitch[..2]
+        ));
     }
-    let fd = RawFd::try_from(p.bufferDesc).map_err(|_| format!("bad dma-buf fd {}", p.bufferDesc))?;
+    let fd =
+        RawFd::try_from(p.bufferDesc).map_err(|_| format!("bad dma-buf fd {}", p.bufferDesc))?;
     Ok(SurfaceGeometry {
         layout,
         width: p.width,
@@ -289,7 +298,11 @@ pub fn surface_geometry(p: &nv::NvBufSurfaceParams) -> Result<SurfaceGeometry, S
 
 /// Create parameters for the capture surfaces (NvVideoDecoder's samples: NV12, block-linear
 /// for the GPU, `NVBUF_MEM_SURFACE_ARRAY`).
-pub fn capture_create_params(width: u32, height: u32, layout: SurfaceLayout) -> nv::NvBufSurfaceCreateParams {
+pub fn capture_create_params(
+    width: u32,
+    height: u32,
+    layout: SurfaceLayout,
+) -> nv::NvBufSurfaceCreateParams {
     nv::NvBufSurfaceCreateParams {
         gpuId: 0,
         width,
@@ -341,10 +354,20 @@ mod tests {
     #[test]
     fn control_plan_orders_frame_input_before_max_performance() {
         let plan = NvDecoderControls::default().plan();
-        assert_eq!(plan[0].1, nv::V4L2_CID_MPEG_VIDEO_DISABLE_COMPLETE_FRAME_INPUT);
+        assert_eq!(
+            plan[0].1,
+            nv::V4L2_CID_MPEG_VIDEO_DISABLE_COMPLETE_FRAME_INPUT
+        );
         assert_eq!(plan[0].2, 0);
         assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
-        assert_eq!(plan[2], (ControlStage::BeforeRequestBuffers, nv::V4L2_CID_MPEG_BASE + 554, 1));
+        assert_eq!(
+            plan[2],
+            (
+                ControlStage::BeforeRequestBuffers,
+                nv::V4L2_CID_MPEG_BASE + 554,
+                1
+            )
+        );
     }
 
     #[test]
@@ -353,7 +376,8 @@ mod tests {
         assert_eq!(g.layout, SurfaceLayout::Pitch);
         assert_eq!(g.offset[1], 2048 * 1088);
         assert_eq!(g.dmabuf_fd, 42);
-        let g = surface_geometry(&test_params(nv::NVBUF_LAYOUT_BLOCK_LINEAR, [2048, 2048])).unwrap();
+        let g =
+            surface_geometry(&test_params(nv::NVBUF_LAYOUT_BLOCK_LINEAR, [2048, 2048])).unwrap();
         assert_eq!(g.layout, SurfaceLayout::BlockLinear);
     }
 

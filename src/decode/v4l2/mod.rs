@@ -93,7 +93,11 @@ pub enum V4l2Error {
     #[error("decoder protocol: {input:?} is not allowed in phase {phase:?}")]
     Protocol { phase: Phase, input: Input },
     #[error("access unit {au} is {size} bytes; OUTPUT buffers hold {capacity}")]
-    AuTooLarge { au: u64, size: usize, capacity: usize },
+    AuTooLarge {
+        au: u64,
+        size: usize,
+        capacity: usize,
+    },
     #[error("capture format {fourcc} is not NV12/NV12M (the driver offers no NV12 capture)")]
     CaptureFormat { fourcc: String },
     #[error("picture {width}x{height} exceeds the configured maximum {max_width}x{max_height}")]
@@ -103,7 +107,9 @@ pub enum V4l2Error {
         max_width: u32,
         max_height: u32,
     },
-    #[error("the stream ended before the decoder found a sequence header ({aus} access units fed)")]
+    #[error(
+        "the stream ended before the decoder found a sequence header ({aus} access units fed)"
+    )]
     NoSequenceHeader { aus: u64 },
 }
 
@@ -227,7 +233,12 @@ impl fmt::Debug for V4l2Decoder {
     }
 }
 
-fn io_err(op: &'static str, queue: Queue, index: Option<u32>, au: Option<u64>) -> impl FnOnce(std::io::Error) -> V4l2Error {
+fn io_err(
+    op: &'static str,
+    queue: Queue,
+    index: Option<u32>,
+    au: Option<u64>,
+) -> impl FnOnce(std::io::Error) -> V4l2Error {
     move |source| V4l2Error::Ioctl {
         op,
         queue,
@@ -265,7 +276,12 @@ impl V4l2Decoder {
         dev.s_fmt_mplane(OUT, 0, 0, opts.format.fourcc(), opts.output_buffer_bytes)
             .map_err(io_err("VIDIOC_S_FMT", Queue::Output, None, None))?;
         dev.subscribe_event(sys::V4L2_EVENT_SOURCE_CHANGE)
-            .map_err(io_err("VIDIOC_SUBSCRIBE_EVENT(SOURCE_CHANGE)", Queue::Device, None, None))?;
+            .map_err(io_err(
+                "VIDIOC_SUBSCRIBE_EVENT(SOURCE_CHANGE)",
+                Queue::Device,
+                None,
+                None,
+            ))?;
         // EOS is optional in the spec (the LAST flag is authoritative); ignore its absence.
         let _ = dev.subscribe_event(sys::V4L2_EVENT_EOS);
         let n = dev
@@ -325,19 +341,24 @@ impl V4l2Decoder {
     /// STREAMON(CAPTURE). Any previous capture set is released first (resolution change).
     fn setup_capture(&mut self) -> Result<(), V4l2Error> {
         if let Some(old) = self.cap.take() {
-            self.dev
-                .streamoff(CAP)
-                .map_err(io_err("VIDIOC_STREAMOFF", Queue::Capture, None, None))?;
+            self.dev.streamoff(CAP).map_err(io_err(
+                "VIDIOC_STREAMOFF",
+                Queue::Capture,
+                None,
+                None,
+            ))?;
             drop(old);
             self.dev
                 .reqbufs(CAP, sys::V4L2_MEMORY_MMAP, 0)
                 .map_err(io_err("VIDIOC_REQBUFS(0)", Queue::Capture, None, None))?;
             self.resolution_changes += 1;
         }
-        let cur = self
-            .dev
-            .g_fmt_mplane(CAP)
-            .map_err(io_err("VIDIOC_G_FMT", Queue::Capture, None, None))?;
+        let cur = self.dev.g_fmt_mplane(CAP).map_err(io_err(
+            "VIDIOC_G_FMT",
+            Queue::Capture,
+            None,
+            None,
+        ))?;
         if cur.width > self.opts.max_width || cur.height > self.opts.max_height {
             return Err(V4l2Error::TooLarge {
                 width: cur.width,
@@ -365,18 +386,26 @@ impl V4l2Decoder {
             .max(1) as u32;
         let n = self
             .dev
-            .reqbufs(CAP, sys::V4L2_MEMORY_MMAP, min + self.opts.extra_capture_buffers)
+            .reqbufs(
+                CAP,
+                sys::V4L2_MEMORY_MMAP,
+                min + self.opts.extra_capture_buffers,
+            )
             .map_err(io_err("VIDIOC_REQBUFS", Queue::Capture, None, None))?;
         let mut maps = Vec::with_capacity(n as usize);
         for i in 0..n {
-            maps.push(
-                self.dev
-                    .map(CAP, i)
-                    .map_err(io_err("mmap", Queue::Capture, Some(i), None))?,
-            );
-            self.dev
-                .qbuf(CAP, i, 0, 0, None)
-                .map_err(io_err("VIDIOC_QBUF", Queue::Capture, Some(i), None))?;
+            maps.push(self.dev.map(CAP, i).map_err(io_err(
+                "mmap",
+                Queue::Capture,
+                Some(i),
+                None,
+            ))?);
+            self.dev.qbuf(CAP, i, 0, 0, None).map_err(io_err(
+                "VIDIOC_QBUF",
+                Queue::Capture,
+                Some(i),
+                None,
+            ))?;
         }
         self.dev
             .streamon(CAP)
@@ -394,14 +423,21 @@ impl V4l2Decoder {
         match action {
             Action::None | Action::Drained | Action::NothingToDrain => Ok(()),
             Action::SetupCapture | Action::ReallocateCapture => self.setup_capture(),
-            Action::SendStop => self
-                .dev
-                .decoder_cmd(sys::V4L2_DEC_CMD_STOP)
-                .map_err(io_err("VIDIOC_DECODER_CMD(STOP)", Queue::Device, None, Some(self.fed))),
+            Action::SendStop => self.dev.decoder_cmd(sys::V4L2_DEC_CMD_STOP).map_err(io_err(
+                "VIDIOC_DECODER_CMD(STOP)",
+                Queue::Device,
+                None,
+                Some(self.fed),
+            )),
             Action::SendStart => self
                 .dev
                 .decoder_cmd(sys::V4L2_DEC_CMD_START)
-                .map_err(io_err("VIDIOC_DECODER_CMD(START)", Queue::Device, None, Some(self.fed))),
+                .map_err(io_err(
+                    "VIDIOC_DECODER_CMD(START)",
+                    Queue::Device,
+                    None,
+                    Some(self.fed),
+                )),
         }
     }
 
@@ -409,11 +445,12 @@ impl V4l2Decoder {
     /// blocking. Returns true if anything happened.
     fn service(&mut self, sink: &mut dyn FnMut(Decoded)) -> Result<bool, V4l2Error> {
         let mut any = false;
-        while let Some(ev) = self
-            .dev
-            .dqevent()
-            .map_err(io_err("VIDIOC_DQEVENT", Queue::Device, None, Some(self.fed)))?
-        {
+        while let Some(ev) = self.dev.dqevent().map_err(io_err(
+            "VIDIOC_DQEVENT",
+            Queue::Device,
+            None,
+            Some(self.fed),
+        ))? {
             any = true;
             if let ioctl::Event::SourceChange { changes } = ev {
                 if changes & sys::V4L2_EVENT_SRC_CH_RESOLUTION != 0 {
@@ -422,11 +459,12 @@ impl V4l2Decoder {
                 }
             }
         }
-        while let Some(d) = self
-            .dev
-            .dqbuf(OUT, sys::V4L2_MEMORY_MMAP)
-            .map_err(io_err("VIDIOC_DQBUF", Queue::Output, None, Some(self.fed)))?
-        {
+        while let Some(d) = self.dev.dqbuf(OUT, sys::V4L2_MEMORY_MMAP).map_err(io_err(
+            "VIDIOC_DQBUF",
+            Queue::Output,
+            None,
+            Some(self.fed),
+        ))? {
             any = true;
             self.out_free.push(d.index);
             if d.flags & sys::V4L2_BUF_FLAG_ERROR != 0 {
@@ -442,7 +480,9 @@ impl V4l2Decoder {
                 Ok(None) => break,
                 // EPIPE: the LAST buffer was already taken; nothing more until restarted.
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => break,
-                Err(e) => return Err(io_err("VIDIOC_DQBUF", Queue::Capture, None, Some(self.fed))(e)),
+                Err(e) => {
+                    return Err(io_err("VIDIOC_DQBUF", Queue::Capture, None, Some(self.fed))(e))
+                }
             };
             any = true;
             let last = d.flags & sys::V4L2_BUF_FLAG_LAST != 0;
@@ -462,9 +502,12 @@ impl V4l2Decoder {
                 self.perform(a)?;
                 // Keep the buffer for after a restart: re-queue it.
             }
-            self.dev
-                .qbuf(CAP, d.index, 0, 0, None)
-                .map_err(io_err("VIDIOC_QBUF", Queue::Capture, Some(d.index), Some(self.fed)))?;
+            self.dev.qbuf(CAP, d.index, 0, 0, None).map_err(io_err(
+                "VIDIOC_QBUF",
+                Queue::Capture,
+                Some(d.index),
+                Some(self.fed),
+            ))?;
             if last {
                 break;
             }
@@ -478,7 +521,9 @@ impl V4l2Decoder {
             self.stats.dropped_pool_empty += 1;
             return;
         };
-        let Some(mut pic) = self.pool[slot].take() else { return };
+        let Some(mut pic) = self.pool[slot].take() else {
+            return;
+        };
         let (w, h) = (cap.width, cap.height);
         if !pic.set_size(w, h) {
             self.pool[slot] = Some(pic);
@@ -516,7 +561,11 @@ impl V4l2Decoder {
     /// `since` (the last progress), so every wait is bounded even with a provider whose
     /// `poll` cannot block (libnvv4l2).
     fn wait(&mut self, what: &'static str, since: Instant) -> Result<(), V4l2Error> {
-        let Some(left) = self.opts.wait.checked_sub(since.elapsed()).filter(|d| !d.is_zero())
+        let Some(left) = self
+            .opts
+            .wait
+            .checked_sub(since.elapsed())
+            .filter(|d| !d.is_zero())
         else {
             return Err(V4l2Error::Timeout {
                 what,
@@ -563,7 +612,12 @@ impl V4l2Decoder {
         map.as_mut_slice()[..data.len()].copy_from_slice(data);
         self.dev
             .qbuf(OUT, index, data.len() as u32, pts_us, None)
-            .map_err(io_err("VIDIOC_QBUF", Queue::Output, Some(index), Some(self.fed)))?;
+            .map_err(io_err(
+                "VIDIOC_QBUF",
+                Queue::Output,
+                Some(index),
+                Some(self.fed),
+            ))?;
         self.fed += 1;
         self.stats.access_units += 1;
         self.service(sink)?;
@@ -597,14 +651,20 @@ impl V4l2Decoder {
     /// "Seek": STREAMOFF/STREAMON on OUTPUT drops every queued bitstream buffer; CAPTURE is
     /// kept. The next access unit must start a new sequence (a keyframe).
     pub fn seek(&mut self) -> Result<(), V4l2Error> {
-        self.dev
-            .streamoff(OUT)
-            .map_err(io_err("VIDIOC_STREAMOFF", Queue::Output, None, Some(self.fed)))?;
+        self.dev.streamoff(OUT).map_err(io_err(
+            "VIDIOC_STREAMOFF",
+            Queue::Output,
+            None,
+            Some(self.fed),
+        ))?;
         self.out_free.clear();
         self.out_free.extend((0..self.out_maps.len() as u32).rev());
-        self.dev
-            .streamon(OUT)
-            .map_err(io_err("VIDIOC_STREAMON", Queue::Output, None, Some(self.fed)))
+        self.dev.streamon(OUT).map_err(io_err(
+            "VIDIOC_STREAMON",
+            Queue::Output,
+            None,
+            Some(self.fed),
+        ))
     }
 }
 
@@ -684,7 +744,9 @@ mod tests {
         )
         .unwrap_err();
         match e {
-            V4l2Error::Ioctl { op, queue, source, .. } => {
+            V4l2Error::Ioctl {
+                op, queue, source, ..
+            } => {
                 assert_eq!(op, "VIDIOC_QUERYCAP");
                 assert_eq!(queue, Queue::Device);
                 assert_eq!(source.raw_os_error(), Some(libc::ENOTTY));

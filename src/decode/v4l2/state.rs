@@ -111,7 +111,15 @@ mod tests {
 
     #[test]
     fn normal_decode_then_drain_then_resume() {
-        let r = run(&[I::Feed, I::SourceChange, I::Feed, I::Drain, I::LastBuffer, I::Feed]).unwrap();
+        let r = run(&[
+            I::Feed,
+            I::SourceChange,
+            I::Feed,
+            I::Drain,
+            I::LastBuffer,
+            I::Feed,
+        ])
+        .unwrap();
         assert_eq!(
             r,
             vec![
@@ -134,8 +142,14 @@ mod tests {
 
     #[test]
     fn resolution_change_during_drain_keeps_draining() {
-        let r = run(&[I::SourceChange, I::Drain, I::SourceChange, I::LastBuffer, I::LastBuffer])
-            .unwrap();
+        let r = run(&[
+            I::SourceChange,
+            I::Drain,
+            I::SourceChange,
+            I::LastBuffer,
+            I::LastBuffer,
+        ])
+        .unwrap();
         assert_eq!(r[2], (P::DrainingResolutionChange, A::None));
         assert_eq!(r[3], (P::Draining, A::ReallocateCapture));
         assert_eq!(r[4], (P::Stopped, A::Drained));
@@ -143,14 +157,20 @@ mod tests {
 
     #[test]
     fn drain_before_any_header_has_nothing_to_drain() {
-        assert_eq!(run(&[I::Feed, I::Drain]).unwrap()[1], (P::AwaitingSourceChange, A::NothingToDrain));
+        assert_eq!(
+            run(&[I::Feed, I::Drain]).unwrap()[1],
+            (P::AwaitingSourceChange, A::NothingToDrain)
+        );
     }
 
     #[test]
     fn illegal_inputs_are_rejected() {
         assert_eq!(
             step(P::AwaitingSourceChange, I::LastBuffer),
-            Err(Illegal { phase: P::AwaitingSourceChange, input: I::LastBuffer })
+            Err(Illegal {
+                phase: P::AwaitingSourceChange,
+                input: I::LastBuffer
+            })
         );
         assert!(step(P::Draining, I::Feed).is_err());
         assert!(step(P::Draining, I::Drain).is_err());

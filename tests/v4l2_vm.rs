@@ -1,0 +1,476 @@
+//! V4L2 tests against the kernel's own drivers, run inside the test VM built by
+//! `tools/vm/run-tests.sh` (vicodec: stateful FWHT encoder + decoder; vivid: a camera).
+//! They are `#[ignore]`d on the host (no such devices); the VM runs them with `--ignored`.
+//!
+//! Pipeline under test: synthetic NV12 frames → vicodec's *encoder* (driven directly through
+//! our ioctl layer) → FWHT bitstream → our [`V4l2Decoder`] on vicodec's *decoder* → NV12
+//! pictures compared with the originals (PSNR, count, order, timestamps).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jetwatch::decode::v4l2::ioctl::{find_nodes, Device, IoctlProvider, KernelIoctl};
+use jetwatch::decode::v4l2::{CodedFormat, V4l2Decoder, V4l2DecoderOptions, V4l2Error};
+use jetwatch::decode::{Decoded, Decoder};
+use jetwatch::frame::{AccessUnit, Picture};
+use jetwatch::source::v4l2::{list_cameras, CameraError, CameraOptions, PixelFormat, V4l2Camera};
+use jetwatch_ffi::v4l2 as sys;
+
+const VM: &str = "needs the V4L2 test VM (tools/vm/run-tests.sh)";
+
+fn provider() -> Arc<dyn IoctlProvider> {
+    Arc::new(KernelIoctl)
+}
+
+fn node(name: &str) -> PathBuf {
+    let n = find_nodes(name);
+    assert!(
+        !n.is_empty(),
+        "no V4L2 node named {name:?}: {:?}",
+        find_nodes("")
+    );
+    n[0].0.clone()
+}
+
+/// A synthetic NV12 frame: diagonal gradient, a bright box moving 16 px per frame, and a
+/// per-frame chroma tint, so neighbouring frames differ clearly.
+fn synth(w: usize, h: usize, i: usize) -> Vec<u8> {
+    let mut f = vec![0u8; w * h * 3 / 2];
+    let bx = (i * 16) % (w - 64);
+    for y in 0..h {
+        for x in 0..w {
+            let inbox = x >= bx && x < bx + 64 && y >= 64 && y < 128;
+            f[y * w + x] = if inbox {
+                235
+            } else {
+                (16 + (x + y) * 200 / (w + h)) as u8
+            };
+        }
+    }
+    for y in 0..h / 2 {
+        for x in 0..w / 2 {
+            f[w * h + y * w + 2 * x] = (128 + (i as i32 * 7 % 60) - 30) as u8;
+            f[w * h + y * w + 2 * x + 1] = (128 + (x * 40 / w) as i32 - 20) as u8;
+        }
+    }
+    f
+}
+
+fn psnr_luma(orig: &[u8], w: usize, h: usize, pic: &Picture) -> f64 {
+    let Picture::Host(p) = pic else {
+        panic!("host picture expected")
+    };
+    let mut se = 0f64;
+    for y in 0..h {
+        for x in 0..w {
+            let d = orig[y * w + x] as f64 - p.buf[y * p.pitch + x] as f64;
+            se += d * d;
+        }
+    }
+    let mse = se / (w * h) as f64;
+    if mse == 0.0 {
+        99.0
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+/// Encodes NV12 frames with vicodec's stateful encoder; returns one FWHT buffer per frame.
+fn encode(frames: &[Vec<u8>], w: u32, h: u32) -> Vec<Vec<u8>> {
+    const OUT: u32 = sys::V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE;
+    const CAP: u32 = sys::V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE;
+    let dev = Device::open(provider(), &node("stateful-encoder")).unwrap();
+    let of = dev
+        .s_fmt_mplane(OUT, w, h, sys::V4L2_PIX_FMT_NV12, 0)
+        .unwrap();
+    assert_eq!((of.width, of.height), (w, h), "encoder refused {w}x{h}");
+    dev.s_fmt_mplane(CAP, w, h, sys::V4L2_PIX_FMT_FWHT, 0)
+        .unwrap();
+    let n_out = dev.reqbufs(OUT, sys::V4L2_MEMORY_MMAP, 1).unwrap();
+    let n_cap = dev.reqbufs(CAP, sys::V4L2_MEMORY_MMAP, 1).unwrap();
+    assert!(n_out >= 1 && n_cap >= 1);
+    let mut omap = dev.map(OUT, 0).unwrap();
+    let cmap = dev.map(CAP, 0).unwrap();
+    dev.streamon(OUT).unwrap();
+    dev.streamon(CAP).unwrap();
+    let mut out = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        dev.qbuf(CAP, 0, 0, 0, None).unwrap();
+        omap.as_mut_slice()[..f.len()].copy_from_slice(f);
+        dev.qbuf(OUT, 0, f.len() as u32, i as i64 * 40_000, None)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let d = loop {
+            if let Some(d) = dev.dqbuf(CAP, sys::V4L2_MEMORY_MMAP).unwrap() {
+                break d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "encoder produced nothing for frame {i}"
+            );
+            dev.poll(libc::POLLIN, 1000).unwrap();
+        };
+        out.push(cmap.as_slice()[..d.bytesused as usize].to_vec());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dev.dqbuf(OUT, sys::V4L2_MEMORY_MMAP).unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "encoder kept OUTPUT buffer of frame {i}"
+            );
+            dev.poll(libc::POLLOUT, 1000).unwrap();
+        }
+    }
+    drop((omap, cmap));
+    out
+}
+
+fn decoder() -> V4l2Decoder {
+    V4l2Decoder::open(
+        provider(),
+        &node("stateful-decoder"),
+        V4l2DecoderOptions {
+            format: CodedFormat::Fwht,
+            max_width: 1280,
+            max_height: 720,
+            output_buffers: 2,
+            output_buffer_bytes: 2 << 20,
+            extra_capture_buffers: 2,
+            pool_size: 4,
+            wait: Duration::from_secs(5),
+        },
+    )
+    .unwrap()
+}
+
+struct Got {
+    size: (u32, u32),
+    pts: i64,
+    psnr_self: f64,
+    best: usize,
+}
+
+fn record(
+    d: Decoded,
+    originals: &[(u32, u32, Vec<u8>)],
+    got: &mut Vec<Got>,
+    done: &mut Vec<(Picture, u32)>,
+) {
+    let (w, h) = d.picture.size();
+    let idx = (d.pts_us / 40_000) as usize;
+    let mut best = (usize::MAX, -1.0);
+    for (j, (ow, oh, o)) in originals.iter().enumerate() {
+        if (*ow, *oh) == (w, h) {
+            let p = psnr_luma(o, w as usize, h as usize, &d.picture);
+            if p > best.1 {
+                best = (j, p);
+            }
+        }
+    }
+    let psnr_self = originals
+        .get(idx)
+        .filter(|(ow, oh, _)| (*ow, *oh) == (w, h))
+        .map(|(_, _, o)| psnr_luma(o, w as usize, h as usize, &d.picture))
+        .unwrap_or(0.0);
+    got.push(Got {
+        size: (w, h),
+        pts: d.pts_us,
+        psnr_self,
+        best: best.0,
+    });
+    done.push((d.picture, d.token));
+}
+
+/// Decodes `bitstream` (pts = index × 40 ms); compares each picture with every original of
+/// its size and records the best match.
+fn decode_all(
+    dec: &mut V4l2Decoder,
+    bitstream: &[Vec<u8>],
+    originals: &[(u32, u32, Vec<u8>)],
+    first: usize,
+) -> Vec<Got> {
+    let mut got = Vec::new();
+    let mut au = AccessUnit::with_capacity(2 << 20);
+    let mut done: Vec<(Picture, u32)> = Vec::new();
+    for (i, b) in bitstream.iter().enumerate() {
+        au.data.clear();
+        au.data.extend_from_slice(b);
+        au.pts_us = (first + i) as i64 * 40_000;
+        au.index = (first + i) as u64;
+        dec.decode(&au, &mut |d| record(d, originals, &mut got, &mut done))
+            .unwrap();
+        for (p, t) in done.drain(..) {
+            dec.recycle(p, t);
+        }
+    }
+    dec.flush(&mut |d| record(d, originals, &mut got, &mut done))
+        .unwrap();
+    for (p, t) in done.drain(..) {
+        dec.recycle(p, t);
+    }
+    got
+}
+
+#[test]
+#[ignore = "needs the V4L2 test VM (tools/vm/run-tests.sh)"]
+fn vicodec_decode_matches_originals_in_order() {
+    let _ = VM;
+    let (w, h) = (640u32, 360u32);
+    let originals: Vec<(u32, u32, Vec<u8>)> = (0..12)
+        .map(|i| (w, h, synth(w as usize, h as usize, i)))
+        .collect();
+    let frames: Vec<Vec<u8>> = originals.iter().map(|o| o.2.clone()).collect();
+    let bits = encode(&frames, w, h);
+    assert_eq!(bits.len(), 12);
+    let mut dec = decoder();
+    let got = decode_all(&mut dec, &bits, &originals, 0);
+    assert_eq!(got.len(), 12, "every encoded frame decodes exactly once");
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g.size, (w, h));
+        assert_eq!(
+            g.pts,
+            i as i64 * 40_000,
+            "timestamps copied through, in order"
+        );
+        assert!(g.psnr_self >= 28.0, "frame {i}: PSNR {:.1} dB", g.psnr_self);
+        assert_eq!(g.best, i, "frame {i} resembles original {} most", g.best);
+    }
+    println!(
+        "vicodec: 12 frames, min PSNR {:.1} dB",
+        got.iter().map(|g| g.psnr_self).fold(f64::MAX, f64::min)
+    );
+    assert_eq!(dec.stats().pictures, 12);
+}
+
+#[test]
+#[ignore = "needs the V4L2 test VM (tools/vm/run-tests.sh)"]
+fn vicodec_resolution_change_mid_stream() {
+    let mut originals = Vec::new();
+    for i in 0..5 {
+        originals.push((640u32, 360u32, synth(640, 360, i)));
+    }
+    for i in 5..10 {
+        originals.push((800u32, 480u32, synth(800, 480, i)));
+    }
+    let a: Vec<Vec<u8>> = originals[..5].iter().map(|o| o.2.clone()).collect();
+    let b: Vec<Vec<u8>> = originals[5..].iter().map(|o| o.2.clone()).collect();
+    let mut bits = encode(&a, 640, 360);
+    bits.extend(encode(&b, 800, 480));
+    let mut dec = decoder();
+    let got = decode_all(&mut dec, &bits, &originals, 0);
+    assert_eq!(got.len(), 10);
+    for (i, g) in got.iter().enumerate() {
+        let want = if i < 5 { (640, 360) } else { (800, 480) };
+        assert_eq!(g.size, want, "frame {i}");
+        assert_eq!(g.best, i);
+        assert!(g.psnr_self >= 28.0, "frame {i}: {:.1} dB", g.psnr_self);
+    }
+    assert_eq!(dec.resolution_changes(), 1);
+    assert_eq!(dec.picture_size(), Some((800, 480)));
+}
+
+#[test]
+#[ignore = "needs the V4L2 test VM (tools/vm/run-tests.sh)"]
+fn vicodec_drain_then_resume() {
+    let originals: Vec<(u32, u32, Vec<u8>)> =
+        (0..8).map(|i| (640, 360, synth(640, 360, i))).collect();
+    let frames: Vec<Vec<u8>> = originals.iter().map(|o| o.2.clone()).collect();
+    let bits = encode(&frames, 640, 360);
+    let mut dec = decoder();
+    let first = decode_all(&mut dec, &bits[..4], &originals, 0);
+    assert_eq!(first.len(), 4, "drain returns every pending picture");
+    assert_eq!(dec.phase(), jetwatch::decode::v4l2::Phase::Stopped);
+    // Resume after the drain (V4L2_DEC_CMD_START) with the rest of the stream.
+    let second = decode_all(&mut dec, &bits[4..], &originals, 4);
+    assert_eq!(second.len(), 4);
+    for (k, g) in second.iter().enumerate() {
+        assert_eq!(g.pts, (4 + k) as i64 * 40_000);
+        assert_eq!(g.best, 4 + k);
+    }
+    // A second flush with nothing pending completes at once.
+    let t = Instant::now();
+    dec.flush(&mut |_| panic!("no picture expected")).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+#[ignore = "needs the V4L2 test VM (tools/vm/run-tests.sh)"]
+fn vicodec_garbage_gives_errors_not_hangs() {
+    let mut dec = decoder();
+    let mut au = AccessUnit::with_capacity(1 << 20);
+    let mut seed = 0x1234_5678u32;
+    let t = Instant::now();
+    for i in 0..6 {
+        au.data.clear();
+        for _ in 0..50_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            au.data.push(seed as u8);
+        }
+        au.pts_us = i * 40_000;
+        dec.decode(&au, &mut |_| panic!("garbage produced a picture"))
+            .unwrap();
+    }
+    let e = dec
+        .flush(&mut |_| panic!("garbage produced a picture"))
+        .unwrap_err();
+    println!("garbage: {e}");
+    assert!(
+        matches!(e, jetwatch::error::DecodeError::Corrupt { .. }),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(20), "bounded waits");
+
+    // An oversized access unit is a typed error naming the sizes.
+    let mut dec = decoder();
+    let big = vec![0u8; 3 << 20];
+    let e = dec.feed(&big, 0, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(e, V4l2Error::AuTooLarge { size, .. } if size == 3 << 20),
+        "{e}"
+    );
+}
+
+#[test]
+#[ignore = "needs the V4L2 test VM (tools/vm/run-tests.sh)"]
+fn vicodec_truncated_stream_decodes_valid_frames_then_drains() {
+    let originals: Vec<(u32, u32, Vec<u8>)> =
+        (0..4).map(|i| (640, 360, synth(640, 360, i))).collect();
+    let frames: Vec<Vec<u8>> = originals.iter().map(|o| o.2.clone()).collect();
+    let mut bits = encode(&frames, 640, 360);
+    // Cut the last frame in half: the decoder must not hang waiting for the rest.
+    let l = bits[3].len();
+    bits[3].truncate(l / 2);
+    let mut dec = decoder();
+    let t = Instant::now();
+    let mut au = AccessUnit::with_capacity(2 << 20);
+    let mut n = 0;
+    let mut back = Vec::new();
+    for (i, b) in bits.iter().enumerate() {
+        au.data.clear();
+        au.data.extend_from_slice(b);
+        au.pts_us = i as i64 * 40_000;
+        dec.decode(&au, &mut |d| {
+            n += 1;
+            back.push((d.picture, d.token));
+        })
+        .unwrap();
+        for (p, t) in back.drain(..) {
+            dec.recycle(p, t);
+        }
+    }
+    let r = dec.flush(&mut |d| {
+        n += 1;
+        back.push((d.picture, d.token));
+    });
+    println!(
+        "truncated: {n} pictures, flush {:?}",
+        r.as_ref().map_err(|e| e.to_string())
+    );
+    assert!(n >= 3, "the three complete frames decode ({n})");
+    assert!(t.elapsed() < Duration::from_secs(20));
+}
+
+fn vivid_capture_path() -> PathBuf {
+    node("vivid-000-vid-cap")
+}
+
+#[test]
+#[ignore = "needs the V4L2 test VM (tools/vm/run-tests.sh)"]
+fn vivid_listed_and_captures_every_supported_format() {
+    let cams = list_cameras();
+    let vivid = cams
+        .iter()
+        .find(|c| c.driver == "vivid")
+        .unwrap_or_else(|| panic!("vivid not listed: {cams:?}"));
+    let offered: Vec<PixelFormat> = vivid.formats.iter().filter_map(|f| f.supported).collect();
+    println!(
+        "vivid offers {} formats; jetwatch-supported: {offered:?}",
+        vivid.formats.len()
+    );
+    assert!(offered.contains(&PixelFormat::Yuyv) && offered.contains(&PixelFormat::Nv12));
+    for fmt in offered {
+        let mut opts = CameraOptions::new(vivid_capture_path());
+        opts.formats = vec![fmt];
+        opts.width = 640;
+        opts.height = 480;
+        let mut cam = V4l2Camera::open(opts).unwrap();
+        let (pf, pix) = cam.format();
+        assert_eq!(pf, fmt);
+        let mut last: Option<(u32, i64)> = None;
+        for _ in 0..5 {
+            let (seq, ts, len, mono, data_ok) = cam
+                .next_frame(|f| {
+                    let ok = match f.format {
+                        PixelFormat::Yuyv => f.data.len() >= (f.bytesperline * f.height) as usize,
+                        PixelFormat::Nv12 => {
+                            f.data.len() >= (f.bytesperline * f.height * 3 / 2) as usize
+                        }
+                        PixelFormat::Mjpeg => f.data.starts_with(&[0xff, 0xd8]),
+                    };
+                    (f.sequence, f.timestamp_us, f.data.len(), f.monotonic, ok)
+                })
+                .unwrap();
+            assert!(data_ok, "{fmt:?}: {len} bytes for {pix:?}");
+            assert!(mono, "vivid stamps CLOCK_MONOTONIC");
+            if let Some((s, t)) = last {
+                assert!(seq > s, "sequence increases");
+                assert!(ts > t, "timestamps increase");
+            }
+            last = Some((seq, ts));
+        }
+        println!("vivid {fmt:?} {}x{} ok", pix.width, pix.height);
+    }
+}
+
+#[test]
+#[ignore = "needs the V4L2 test VM (tools/vm/run-tests.sh)"]
+fn vivid_survives_close_reopen_and_reports_disconnect() {
+    let path = vivid_capture_path();
+    let mut opts = CameraOptions::new(path.clone());
+    opts.width = 320;
+    opts.height = 240;
+    opts.frame_timeout = Duration::from_secs(3);
+    let mut cam = V4l2Camera::open(opts).unwrap();
+    cam.next_frame(|_| ()).unwrap();
+    // Reconnect while the node exists: the stream resumes.
+    cam.reconnect().unwrap();
+    cam.next_frame(|_| ()).unwrap();
+    assert_eq!(cam.reconnects(), 1);
+
+    // Pull the plug with vivid's "Disconnect" button control (VIVID_CID_DISCONNECT).
+    let ctl = Device::open(provider(), &path).unwrap();
+    ctl.s_ctrl(0x00f0_f000 + 65, 0).unwrap();
+    drop(ctl);
+    let t = Instant::now();
+    let mut err = None;
+    for _ in 0..5 {
+        match cam.next_frame(|_| ()) {
+            Ok(()) => continue,
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    let e = err.expect("capture kept working after the disconnect");
+    println!("disconnect: {e}");
+    assert!(matches!(e, CameraError::Disconnected { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(!cam.is_connected());
+    // vivid (Linux 6.1) never re-registers the node: reconnect fails cleanly and promptly.
+    let e = cam.reconnect().unwrap_err();
+    println!("reconnect while gone: {e}");
+    assert!(
+        matches!(
+            e,
+            CameraError::Disconnected { .. } | CameraError::Open { .. } | CameraError::Ioctl { .. }
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        cam.next_frame(|_| ()),
+        Err(CameraError::Disconnected { .. })
+    ));
+}
