@@ -40,7 +40,7 @@ fn synth(w: usize, h: usize, i: usize) -> Vec<u8> {
     let bx = (i * 16) % (w - 64);
     for y in 0..h {
         for x in 0..w {
-            let inbox = x >= bx && x < bx + 64 && y >= 64 && y < 128;
+            let inbox = (bx..bx + 64).contains(&x) && (64..128).contains(&y);
             f[y * w + x] = if inbox {
                 235
             } else {

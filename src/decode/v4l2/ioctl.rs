@@ -466,7 +466,7 @@ impl Device {
                 } else {
                     b.bytesused
                 },
-                timestamp_us: b.timestamp.tv_sec as i64 * 1_000_000 + b.timestamp.tv_usec as i64,
+                timestamp_us: b.timestamp.tv_sec * 1_000_000 + b.timestamp.tv_usec,
             })),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
             Err(e) => Err(e),
