@@ -386,7 +386,9 @@ mod tests {
         let mut p = test_params(nv::NVBUF_LAYOUT_PITCH, [1000, 2048]);
         assert!(surface_geometry(&p).unwrap_err().contains("pitch"));
         p = test_params(7, [2048, 2048]);
-        assert!(surface_geometry(&p).unwrap_err().contains("NvBufSurfaceLayout"));
+        assert!(surface_geometry(&p)
+            .unwrap_err()
+            .contains("NvBufSurfaceLayout"));
         p = test_params(nv::NVBUF_LAYOUT_PITCH, [2048, 2048]);
         p.planeParams.num_planes = 3;
         assert!(surface_geometry(&p).is_err());

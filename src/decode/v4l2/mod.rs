@@ -441,9 +441,8 @@ impl V4l2Decoder {
         }
     }
 
-    /// Takes every pending event, dequeued OUTPUT buffer and finished CAPTURE buffer without
-    /// blocking. Returns true if anything happened.
-    fn service(&mut self, sink: &mut dyn FnMut(Decoded)) -> Result<bool, V4l2Error> {
+    /// Takes every pending event; a resolution source change advances the state machine.
+    fn take_events(&mut self) -> Result<bool, V4l2Error> {
         let mut any = false;
         while let Some(ev) = self.dev.dqevent().map_err(io_err(
             "VIDIOC_DQEVENT",
@@ -459,6 +458,13 @@ impl V4l2Decoder {
                 }
             }
         }
+        Ok(any)
+    }
+
+    /// Takes every pending event, dequeued OUTPUT buffer and finished CAPTURE buffer without
+    /// blocking. Returns true if anything happened.
+    fn service(&mut self, sink: &mut dyn FnMut(Decoded)) -> Result<bool, V4l2Error> {
+        let mut any = self.take_events()?;
         while let Some(d) = self.dev.dqbuf(OUT, sys::V4L2_MEMORY_MMAP).map_err(io_err(
             "VIDIOC_DQBUF",
             Queue::Output,
@@ -494,6 +500,10 @@ impl V4l2Decoder {
                 }
             }
             if last {
+                // The source-change event is queued before the LAST buffer (dev-decoder.rst,
+                // "Dynamic Resolution Change") but may not have been taken yet: take it now
+                // so the LAST buffer is attributed to the right transition.
+                self.take_events()?;
                 let a = self.advance(Input::LastBuffer)?;
                 if a == Action::ReallocateCapture {
                     self.perform(a)?;
