@@ -47,6 +47,8 @@ pub const VIDIOC_TRY_FMT: c_ulong = iowr::<v4l2_format>(64);
 pub const VIDIOC_ENUM_FRAMESIZES: c_ulong = iowr::<v4l2_frmsizeenum>(74);
 pub const VIDIOC_DQEVENT: c_ulong = ior::<v4l2_event>(89);
 pub const VIDIOC_SUBSCRIBE_EVENT: c_ulong = iow::<v4l2_event_subscription>(90);
+pub const VIDIOC_G_SELECTION: c_ulong = iowr::<v4l2_selection>(94);
+pub const VIDIOC_S_SELECTION: c_ulong = iowr::<v4l2_selection>(95);
 pub const VIDIOC_DECODER_CMD: c_ulong = iowr::<v4l2_decoder_cmd>(96);
 pub const VIDIOC_ENCODER_CMD: c_ulong = iowr::<v4l2_encoder_cmd>(77);
 
@@ -344,6 +346,30 @@ pub struct v4l2_encoder_cmd {
     pub data: [u32; 8],
 }
 
+/// Selection targets (v4l/selection-api-targets.rst).
+pub const V4L2_SEL_TGT_CROP: u32 = 0x0000;
+pub const V4L2_SEL_TGT_COMPOSE: u32 = 0x0100;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct v4l2_rect {
+    pub left: i32,
+    pub top: i32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// `struct v4l2_selection` (vidioc-g-selection.rst).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct v4l2_selection {
+    pub type_: u32,
+    pub target: u32,
+    pub flags: u32,
+    pub r: v4l2_rect,
+    pub reserved: [u32; 9],
+}
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct v4l2_frmsizeenum {
@@ -381,7 +407,8 @@ zeroed_default!(
     v4l2_event,
     v4l2_decoder_cmd,
     v4l2_encoder_cmd,
-    v4l2_frmsizeenum
+    v4l2_frmsizeenum,
+    v4l2_selection
 );
 
 #[cfg(test)]
@@ -518,6 +545,14 @@ mod tests {
             ("VIDIOC_DQEVENT", VIDIOC_DQEVENT as usize),
             ("VIDIOC_SUBSCRIBE_EVENT", VIDIOC_SUBSCRIBE_EVENT as usize),
             ("VIDIOC_DECODER_CMD", VIDIOC_DECODER_CMD as usize),
+            ("VIDIOC_G_SELECTION", VIDIOC_G_SELECTION as usize),
+            ("VIDIOC_S_SELECTION", VIDIOC_S_SELECTION as usize),
+            ("sizeof(struct v4l2_selection)", size_of::<v4l2_selection>()),
+            (
+                "offsetof(struct v4l2_selection, r)",
+                offset_of!(v4l2_selection, r),
+            ),
+            ("V4L2_SEL_TGT_COMPOSE", V4L2_SEL_TGT_COMPOSE as usize),
             ("VIDIOC_ENCODER_CMD", VIDIOC_ENCODER_CMD as usize),
             ("V4L2_PIX_FMT_NV12M", V4L2_PIX_FMT_NV12M as usize),
             ("V4L2_PIX_FMT_FWHT", V4L2_PIX_FMT_FWHT as usize),

@@ -508,6 +508,35 @@ impl Device {
         }
     }
 
+    /// `VIDIOC_G_SELECTION`; `type_` may be an `_MPLANE` type (it is passed as the
+    /// single-planar equivalent, as vidioc-g-selection.rst asks).
+    pub fn g_selection(&self, type_: u32, target: u32) -> io::Result<sys::v4l2_rect> {
+        let mut s = sys::v4l2_selection {
+            type_: single_planar(type_),
+            target,
+            ..Default::default()
+        };
+        ioctl_safe!(self, sys::VIDIOC_G_SELECTION, &mut s)?;
+        Ok(s.r)
+    }
+
+    /// `VIDIOC_S_SELECTION`; returns the rectangle the driver chose.
+    pub fn s_selection(
+        &self,
+        type_: u32,
+        target: u32,
+        r: sys::v4l2_rect,
+    ) -> io::Result<sys::v4l2_rect> {
+        let mut s = sys::v4l2_selection {
+            type_: single_planar(type_),
+            target,
+            r,
+            ..Default::default()
+        };
+        ioctl_safe!(self, sys::VIDIOC_S_SELECTION, &mut s)?;
+        Ok(s.r)
+    }
+
     pub fn decoder_cmd(&self, cmd: u32) -> io::Result<()> {
         let mut c = sys::v4l2_decoder_cmd {
             cmd,
@@ -567,6 +596,14 @@ fn pix_zero() -> sys::v4l2_pix_format {
         ycbcr_enc: 0,
         quantization: 0,
         xfer_func: 0,
+    }
+}
+
+fn single_planar(type_: u32) -> u32 {
+    match type_ {
+        sys::V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE => sys::V4L2_BUF_TYPE_VIDEO_CAPTURE,
+        sys::V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE => sys::V4L2_BUF_TYPE_VIDEO_OUTPUT,
+        t => t,
     }
 }
 

@@ -201,8 +201,7 @@ const CAP: u32 = sys::V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE;
 struct Capture {
     maps: Vec<ioctl::Mapping>,
     fmt: ioctl::PlaneFormat,
-    /// Visible size (the format's width/height; vicodec and NVIDIA report the coded size
-    /// rounded only where they must).
+    /// Visible size (COMPOSE selection); `fmt` has the coded size.
     width: u32,
     height: u32,
 }
@@ -410,13 +409,56 @@ impl V4l2Decoder {
         self.dev
             .streamon(CAP)
             .map_err(io_err("VIDIOC_STREAMON", Queue::Capture, None, None))?;
+        // The visible rectangle is the COMPOSE target of CAPTURE ("Capture Setup", step 2);
+        // the format holds the coded (aligned) size. Drivers without selection: the format.
+        let (width, height) = match self.dev.g_selection(CAP, sys::V4L2_SEL_TGT_COMPOSE) {
+            Ok(r)
+                if r.width > 0
+                    && r.height > 0
+                    && r.width <= fmt.width
+                    && r.height <= fmt.height =>
+            {
+                (r.width, r.height)
+            }
+            _ => (fmt.width, fmt.height),
+        };
         self.cap = Some(Capture {
             maps,
-            width: fmt.width,
-            height: fmt.height,
+            width,
+            height,
             fmt,
         });
         Ok(())
+    }
+
+    /// STREAMOFF/STREAMON on CAPTURE with every buffer re-queued: the other documented way
+    /// out of the stopped state (dev-decoder.rst, "Drain"), done after `V4L2_DEC_CMD_START`
+    /// because some drivers (vicodec in Linux 6.1) leave the queue's "last buffer dequeued"
+    /// state set after START, so DQBUF would keep failing with EPIPE.
+    fn restart_capture(&mut self) -> Result<(), V4l2Error> {
+        let Some(n) = self.cap.as_ref().map(|c| c.maps.len() as u32) else {
+            return Ok(());
+        };
+        self.dev.streamoff(CAP).map_err(io_err(
+            "VIDIOC_STREAMOFF",
+            Queue::Capture,
+            None,
+            Some(self.fed),
+        ))?;
+        for i in 0..n {
+            self.dev.qbuf(CAP, i, 0, 0, None).map_err(io_err(
+                "VIDIOC_QBUF",
+                Queue::Capture,
+                Some(i),
+                Some(self.fed),
+            ))?;
+        }
+        self.dev.streamon(CAP).map_err(io_err(
+            "VIDIOC_STREAMON",
+            Queue::Capture,
+            None,
+            Some(self.fed),
+        ))
     }
 
     fn perform(&mut self, action: Action) -> Result<(), V4l2Error> {
@@ -429,15 +471,17 @@ impl V4l2Decoder {
                 None,
                 Some(self.fed),
             )),
-            Action::SendStart => self
-                .dev
-                .decoder_cmd(sys::V4L2_DEC_CMD_START)
-                .map_err(io_err(
-                    "VIDIOC_DECODER_CMD(START)",
-                    Queue::Device,
-                    None,
-                    Some(self.fed),
-                )),
+            Action::SendStart => {
+                self.dev
+                    .decoder_cmd(sys::V4L2_DEC_CMD_START)
+                    .map_err(io_err(
+                        "VIDIOC_DECODER_CMD(START)",
+                        Queue::Device,
+                        None,
+                        Some(self.fed),
+                    ))?;
+                self.restart_capture()
+            }
         }
     }
 
