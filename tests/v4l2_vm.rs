@@ -503,3 +503,195 @@ fn vivid_survives_close_reopen_and_reports_disconnect() {
     println!("reconnected, frame sequence {seq}");
     assert_eq!(cam.reconnects(), 2);
 }
+
+/// DMABUF capture buffers for the decoder, exported (`VIDIOC_EXPBUF`) from vim2m's MMAP
+/// capture buffers: the same import path the Jetson build uses with NvBufSurface fds. In this
+/// test allocator the picture's `luma`/`chroma` fields carry the buffer index (there is no
+/// CUDA here) — set number in the high 32 bits; the test reads the decoded pixels through vim2m's mapping of the same memory.
+mod dmabuf {
+    use super::*;
+    use jetwatch::decode::v4l2::ioctl::{Mapping, PlaneFormat};
+    use jetwatch::decode::v4l2::{CaptureAllocator, CaptureBuffers};
+    use jetwatch::frame::DeviceNv12;
+    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+    use std::sync::Mutex;
+
+    pub type Shared = Arc<Mutex<Vec<(u32, u32, Vec<Mapping>)>>>;
+
+    pub struct Vim2m {
+        pub sets: Shared,
+    }
+
+    struct Set {
+        _dev: Device,
+        _fds: Vec<OwnedFd>,
+        planes: Vec<[(RawFd, u32); 1]>,
+        pitch: usize,
+        set_no: u64,
+    }
+
+    impl CaptureBuffers for Set {
+        fn count(&self) -> u32 {
+            self.planes.len() as u32
+        }
+        fn planes(&self, index: u32) -> &[(RawFd, u32)] {
+            &self.planes[index as usize]
+        }
+        fn picture(&self, index: u32, width: u32, height: u32) -> Picture {
+            Picture::Device(DeviceNv12 {
+                luma: (self.set_no << 32) | index as u64,
+                chroma: (self.set_no << 32) | index as u64,
+                pitch: self.pitch,
+                width,
+                height,
+                device: u32::MAX,
+            })
+        }
+    }
+
+    impl CaptureAllocator for Vim2m {
+        fn pixelformat(&self) -> u32 {
+            sys::V4L2_PIX_FMT_NV12
+        }
+        fn allocate(
+            &mut self,
+            fmt: &PlaneFormat,
+            count: u32,
+        ) -> Result<Box<dyn CaptureBuffers>, String> {
+            const VCAP: u32 = sys::V4L2_BUF_TYPE_VIDEO_CAPTURE;
+            let dev = Device::open(provider(), &node("vim2m")).map_err(|e| e.to_string())?;
+            let f = dev
+                .s_fmt(VCAP, 640, 480, sys::fourcc(b"RGB3"))
+                .map_err(|e| e.to_string())?;
+            if f.sizeimage < fmt.sizeimage[0] {
+                return Err(format!(
+                    "vim2m buffers of {} bytes < {}",
+                    f.sizeimage, fmt.sizeimage[0]
+                ));
+            }
+            let n = dev
+                .reqbufs(VCAP, sys::V4L2_MEMORY_MMAP, count)
+                .map_err(|e| e.to_string())?;
+            let mut fds = Vec::new();
+            let mut maps = Vec::new();
+            let mut planes = Vec::new();
+            for i in 0..n {
+                maps.push(dev.map(VCAP, i).map_err(|e| e.to_string())?);
+                let fd = dev.expbuf(VCAP, i, 0).map_err(|e| e.to_string())?;
+                planes.push([(fd.as_raw_fd(), f.sizeimage)]);
+                fds.push(fd);
+            }
+            let mut sets = self.sets.lock().unwrap();
+            let set_no = sets.len() as u64;
+            sets.push((fmt.bytesperline[0], fmt.height, maps));
+            Ok(Box::new(Set {
+                _dev: dev,
+                _fds: fds,
+                planes,
+                pitch: fmt.bytesperline[0] as usize,
+                set_no,
+            }))
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the V4L2 test VM (tools/vm/run-tests.sh)"]
+fn vicodec_dmabuf_capture_zero_copy_with_resolution_change() {
+    let mut originals = Vec::new();
+    for i in 0..6 {
+        originals.push((640u32, 360u32, synth(640, 360, i)));
+    }
+    for i in 6..10 {
+        originals.push((640u32, 480u32, synth(640, 480, i)));
+    }
+    let a: Vec<Vec<u8>> = originals[..6].iter().map(|o| o.2.clone()).collect();
+    let b: Vec<Vec<u8>> = originals[6..].iter().map(|o| o.2.clone()).collect();
+    let mut bits = encode(&a, 640, 360);
+    bits.extend(encode(&b, 640, 480));
+    let sets: dmabuf::Shared = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut dec = V4l2Decoder::open_with_capture(
+        provider(),
+        &node("stateful-decoder"),
+        V4l2DecoderOptions {
+            format: CodedFormat::Fwht,
+            max_width: 1280,
+            max_height: 720,
+            output_buffers: 2,
+            output_buffer_bytes: 2 << 20,
+            extra_capture_buffers: 2,
+            pool_size: 0,
+            wait: Duration::from_secs(5),
+        },
+        Some(Box::new(dmabuf::Vim2m { sets: sets.clone() })),
+    )
+    .unwrap();
+    // Each picture is checked while it is downstream, then recycled — except picture 5 (the
+    // last of the first size), held across the resolution change and recycled at the end.
+    let mut seen = Vec::new();
+    let mut held_back = None;
+    let mut handle = |d: Decoded, dec: &mut V4l2Decoder, seen: &mut Vec<(u32, u32, f64, i64)>| {
+        let Picture::Device(p) = &d.picture else {
+            panic!("device picture expected")
+        };
+        let idx = (d.pts_us / 40_000) as usize;
+        let (ow, oh, o) = &originals[idx];
+        assert_eq!((p.width, p.height), (*ow, *oh), "picture {idx}");
+        let sets = sets.lock().unwrap();
+        let (pitch, _, maps) = &sets[(p.luma >> 32) as usize];
+        let buf = maps[(p.luma & 0xffff_ffff) as usize].as_slice();
+        let mut se = 0f64;
+        for y in 0..*oh as usize {
+            for x in 0..*ow as usize {
+                let dlt = o[y * *ow as usize + x] as f64 - buf[y * *pitch as usize + x] as f64;
+                se += dlt * dlt;
+            }
+        }
+        let mse = se / (*ow * *oh) as f64;
+        let psnr = if mse == 0.0 {
+            99.0
+        } else {
+            10.0 * (65025.0 / mse).log10()
+        };
+        seen.push((p.width, p.height, psnr, d.pts_us));
+        drop(sets);
+        if idx == 5 {
+            held_back = Some((d.picture, d.token));
+        } else {
+            dec.recycle(d.picture, d.token);
+        }
+    };
+    let mut au = AccessUnit::with_capacity(2 << 20);
+    let mut pending = Vec::new();
+    for (i, bs) in bits.iter().enumerate() {
+        au.data.clear();
+        au.data.extend_from_slice(bs);
+        au.pts_us = i as i64 * 40_000;
+        dec.decode(&au, &mut |d| pending.push(d)).unwrap();
+        for d in pending.drain(..) {
+            handle(d, &mut dec, &mut seen);
+        }
+    }
+    dec.flush(&mut |d| pending.push(d)).unwrap();
+    for d in pending.drain(..) {
+        handle(d, &mut dec, &mut seen);
+    }
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(s.3, i as i64 * 40_000);
+        assert!(s.2 >= 28.0, "picture {i}: {:.1} dB", s.2);
+    }
+    assert_eq!(dec.resolution_changes(), 1);
+    assert_eq!(
+        dec.device_pictures_outstanding(),
+        1,
+        "picture 5 is still downstream"
+    );
+    let (p, t) = held_back.expect("picture 5 held");
+    dec.recycle(p, t);
+    assert_eq!(dec.device_pictures_outstanding(), 0);
+    println!(
+        "dmabuf: 10 pictures, min PSNR {:.1} dB",
+        seen.iter().map(|s| s.2).fold(f64::MAX, f64::min)
+    );
+}

@@ -29,7 +29,7 @@ if [ "${VM_NO_APT:-0}" != 1 ]; then
 fi
 
 kernel="$("$here/build-kernel.sh")"
-build_dir="$(dirname "$kernel")/build-${kernel##*bzImage-}"
+build_dir="$VM_CACHE/build"
 echo "vm: kernel $kernel ($(( $(date +%s) - t0 )) s)" >&2
 
 # Test binary (dynamic glibc; its libraries go into the initramfs).

@@ -171,6 +171,17 @@ pub mod register {
         }
     }
 
+    impl EglRegistration {
+        /// The picture description (a plain copy of the device addresses).
+        pub fn picture_copy(&self) -> Picture {
+            match &self.picture {
+                Picture::Device(d) => Picture::Device(*d),
+                Picture::DeviceArray(a) => Picture::DeviceArray(*a),
+                Picture::Host(_) => unreachable!("describe_frame never returns host pictures"),
+            }
+        }
+    }
+
     impl Drop for EglRegistration {
         fn drop(&mut self) {
             // SAFETY: registered in `new`, unregistered exactly once here.

@@ -442,6 +442,53 @@ impl Device {
         ioctl_safe!(self, sys::VIDIOC_QBUF, &mut b)
     }
 
+    /// `VIDIOC_QBUF` of a multi-planar DMABUF buffer: one `(dma-buf fd, length)` per plane
+    /// (NvVideoDecoder queues NV12M capture buffers with the surface fd on both planes).
+    pub fn qbuf_dmabuf(
+        &self,
+        type_: u32,
+        index: u32,
+        planes_in: &[(RawFd, u32)],
+    ) -> io::Result<()> {
+        let mut planes = [sys::v4l2_plane::default(); sys::VIDEO_MAX_PLANES];
+        if planes_in.is_empty() || planes_in.len() > sys::VIDEO_MAX_PLANES || !is_mplane(type_) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "DMABUF QBUF needs 1..=8 planes on a multi-planar queue",
+            ));
+        }
+        for (p, &(fd, len)) in planes.iter_mut().zip(planes_in) {
+            p.m.fd = fd;
+            p.length = len;
+        }
+        let mut b = sys::v4l2_buffer {
+            index,
+            type_,
+            memory: sys::V4L2_MEMORY_DMABUF,
+            field: sys::V4L2_FIELD_NONE,
+            length: planes_in.len() as u32,
+            ..Default::default()
+        };
+        b.m.planes = planes.as_mut_ptr();
+        ioctl_safe!(self, sys::VIDIOC_QBUF, &mut b)
+    }
+
+    /// `VIDIOC_EXPBUF`: exports plane `plane` of MMAP buffer `index` as a dma-buf fd (owned by
+    /// the caller).
+    pub fn expbuf(&self, type_: u32, index: u32, plane: u32) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd;
+        let mut e = sys::v4l2_exportbuffer {
+            type_,
+            index,
+            plane,
+            flags: (libc::O_RDWR | libc::O_CLOEXEC) as u32,
+            ..Default::default()
+        };
+        ioctl_safe!(self, sys::VIDIOC_EXPBUF, &mut e)?;
+        // SAFETY: on success the kernel returned a new file descriptor that nobody else owns.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(e.fd) })
+    }
+
     /// `VIDIOC_DQBUF`; `Ok(None)` when nothing is ready (`EAGAIN`, the node is non-blocking).
     /// `EPIPE` (the last buffer was already dequeued) is returned as an error.
     pub fn dqbuf(&self, type_: u32, memory: u32) -> io::Result<Option<Dequeued>> {

@@ -336,6 +336,205 @@ pub(crate) fn test_params(layout: u32, pitch: [u32; 2]) -> nv::NvBufSurfaceParam
     p
 }
 
+/// `libnvbufsurface` entry points, opened at run time.
+pub struct NvBufSurfaceLib {
+    _lib: libloading::Library,
+    create: nv::NvBufSurfaceCreateFn,
+    destroy: nv::NvBufSurfaceDestroyFn,
+    map_egl: nv::NvBufSurfaceMapEglImageFn,
+    unmap_egl: nv::NvBufSurfaceUnMapEglImageFn,
+}
+
+impl NvBufSurfaceLib {
+    pub fn load() -> Result<Self, Unavailable> {
+        // SAFETY: loading NVIDIA's libnvbufsurface runs only its own initialisers.
+        let lib = unsafe { libloading::Library::new(nv::LIBNVBUFSURFACE) }
+            .map_err(|e| unavailable(format!("{}: {e}", nv::LIBNVBUFSURFACE)))?;
+        macro_rules! sym {
+            ($name:literal, $t:ty) => {{
+                // SAFETY: the symbol has the C signature declared in jetwatch_ffi::jetson
+                // (nvbufsurface.h as documented in the L4T r36 API reference).
+                let s: libloading::Symbol<$t> = unsafe { lib.get($name) }
+                    .map_err(|e| unavailable(format!("{}: {e}", nv::LIBNVBUFSURFACE)))?;
+                *s
+            }};
+        }
+        Ok(NvBufSurfaceLib {
+            create: sym!(b"NvBufSurfaceCreate\0", nv::NvBufSurfaceCreateFn),
+            destroy: sym!(b"NvBufSurfaceDestroy\0", nv::NvBufSurfaceDestroyFn),
+            map_egl: sym!(b"NvBufSurfaceMapEglImage\0", nv::NvBufSurfaceMapEglImageFn),
+            unmap_egl: sym!(
+                b"NvBufSurfaceUnMapEglImage\0",
+                nv::NvBufSurfaceUnMapEglImageFn
+            ),
+            _lib: lib,
+        })
+    }
+}
+
+/// One NvBufSurface (batch of one), destroyed on drop.
+struct Surface {
+    lib: std::sync::Arc<NvBufSurfaceLib>,
+    surf: *mut nv::NvBufSurface,
+    egl_mapped: bool,
+}
+
+impl Drop for Surface {
+    fn drop(&mut self) {
+        // SAFETY: `surf` came from NvBufSurfaceCreate and is released exactly once; the EGL
+        // image is unmapped first (its CUDA registration was dropped before this surface).
+        unsafe {
+            if self.egl_mapped {
+                (self.lib.unmap_egl)(self.surf, 0);
+            }
+            (self.lib.destroy)(self.surf);
+        }
+    }
+}
+
+/// Capture buffers backed by NvBufSurfaces: `V4L2_PIX_FMT_NV12M`, DMABUF, each surface
+/// mapped once as an EGLImage and registered once with CUDA (feature `jetson`).
+pub struct NvSurfaceAllocator {
+    lib: std::sync::Arc<NvBufSurfaceLib>,
+    layout: SurfaceLayout,
+    device: u32,
+}
+
+impl NvSurfaceAllocator {
+    /// `layout`: block-linear for the GPU (read through texture objects) or pitch.
+    pub fn new(layout: SurfaceLayout, device: u32) -> Result<Self, Unavailable> {
+        Ok(NvSurfaceAllocator {
+            lib: std::sync::Arc::new(NvBufSurfaceLib::load()?),
+            layout,
+            device,
+        })
+    }
+}
+
+struct SurfaceSet {
+    planes: Vec<[(RawFd, u32); 2]>,
+    #[cfg(feature = "jetson")]
+    pictures: Vec<(super::egl::register::EglRegistration, crate::frame::Picture)>,
+    // Declared last: dropped after the CUDA registrations above.
+    _surfaces: Vec<Surface>,
+}
+
+// SAFETY: the raw surface pointers are owned by this set and only used from the decoder
+// thread that owns it.
+unsafe impl Send for SurfaceSet {}
+// SAFETY: as above; `Surface` holds a pointer owned by its set.
+unsafe impl Send for Surface {}
+
+impl super::CaptureBuffers for SurfaceSet {
+    fn count(&self) -> u32 {
+        self.planes.len() as u32
+    }
+
+    fn planes(&self, index: u32) -> &[(RawFd, u32)] {
+        &self.planes[index as usize]
+    }
+
+    #[cfg(feature = "jetson")]
+    fn picture(&self, index: u32, width: u32, height: u32) -> crate::frame::Picture {
+        use crate::frame::Picture;
+        match self.pictures[index as usize].1 {
+            Picture::Device(mut d) => {
+                d.width = width;
+                d.height = height;
+                Picture::Device(d)
+            }
+            Picture::DeviceArray(mut a) => {
+                a.width = width;
+                a.height = height;
+                Picture::DeviceArray(a)
+            }
+            Picture::Host(_) => unreachable!("EGL registrations describe device pictures"),
+        }
+    }
+
+    #[cfg(not(feature = "jetson"))]
+    fn picture(&self, _index: u32, _width: u32, _height: u32) -> crate::frame::Picture {
+        unreachable!("SurfaceSet is only built with feature `jetson` (allocate refuses otherwise)")
+    }
+}
+
+impl super::CaptureAllocator for NvSurfaceAllocator {
+    fn pixelformat(&self) -> u32 {
+        jetwatch_ffi::v4l2::V4L2_PIX_FMT_NV12M
+    }
+
+    /// Creates `count` surfaces of the coded size, checks their geometry, maps each as an
+    /// EGLImage and registers it with CUDA. A CUDA context must be current on this thread.
+    fn allocate(
+        &mut self,
+        fmt: &super::ioctl::PlaneFormat,
+        count: u32,
+    ) -> Result<Box<dyn super::CaptureBuffers>, String> {
+        if !cfg!(feature = "jetson") {
+            return Err(
+                "zero-copy NvBufSurface capture needs jetwatch built with feature `jetson`".into(),
+            );
+        }
+        let mut surfaces = Vec::with_capacity(count as usize);
+        let mut planes = Vec::with_capacity(count as usize);
+        #[cfg(feature = "jetson")]
+        let mut pictures = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let mut params = capture_create_params(fmt.width, fmt.height, self.layout);
+            let mut surf = std::ptr::null_mut();
+            // SAFETY: out-pointer and params on the stack, batch size 1.
+            let r = unsafe { (self.lib.create)(&mut surf, 1, &mut params) };
+            if r != 0 || surf.is_null() {
+                return Err(format!(
+                    "NvBufSurfaceCreate({}x{}) failed: {r}",
+                    fmt.width, fmt.height
+                ));
+            }
+            let mut s = Surface {
+                lib: self.lib.clone(),
+                surf,
+                egl_mapped: false,
+            };
+            // SAFETY: NvBufSurfaceCreate succeeded with batch size 1, so surfaceList points
+            // at one initialised NvBufSurfaceParams.
+            let params0 = unsafe { *(*surf).surfaceList };
+            let g = surface_geometry(&params0)?;
+            planes.push([(g.dmabuf_fd, g.psize[0]), (g.dmabuf_fd, g.psize[1])]);
+            // SAFETY: valid surface, index 0 of a batch of one.
+            let r = unsafe { (self.lib.map_egl)(surf, 0) };
+            if r != 0 {
+                return Err(format!("NvBufSurfaceMapEglImage failed: {r}"));
+            }
+            s.egl_mapped = true;
+            #[cfg(feature = "jetson")]
+            {
+                // SAFETY: the EGL image was just created for this surface.
+                let egl = unsafe { (*(*surf).surfaceList).mappedAddr.eglImage };
+                // SAFETY: `egl` lives until `s` is dropped, after the registration (field
+                // order in SurfaceSet); the caller has a CUDA context current.
+                let reg = unsafe {
+                    super::egl::register::EglRegistration::new(
+                        egl,
+                        fmt.width,
+                        fmt.height,
+                        self.device,
+                    )?
+                };
+                let pic = reg.picture_copy();
+                pictures.push((reg, pic));
+            }
+            surfaces.push(s);
+        }
+        let _ = self.device;
+        Ok(Box::new(SurfaceSet {
+            planes,
+            #[cfg(feature = "jetson")]
+            pictures,
+            _surfaces: surfaces,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

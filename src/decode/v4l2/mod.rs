@@ -20,6 +20,7 @@ pub mod jetson;
 pub mod state;
 
 use std::fmt;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,6 +99,8 @@ pub enum V4l2Error {
         size: usize,
         capacity: usize,
     },
+    #[error("allocating {count} DMABUF capture buffers failed: {msg}")]
+    Allocate { count: u32, msg: String },
     #[error("capture format {fourcc} is not NV12/NV12M (the driver offers no NV12 capture)")]
     CaptureFormat { fourcc: String },
     #[error("picture {width}x{height} exceeds the configured maximum {max_width}x{max_height}")]
@@ -198,8 +201,44 @@ impl Default for V4l2DecoderOptions {
 const OUT: u32 = sys::V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE;
 const CAP: u32 = sys::V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE;
 
+/// CAPTURE buffers imported as DMABUF (Jetson: NvBufSurfaces), allocated by a
+/// [`CaptureAllocator`] and described once for downstream (no copy per frame).
+pub trait CaptureBuffers: Send {
+    fn count(&self) -> u32;
+    /// `(dma-buf fd, length)` of each plane of buffer `index`, for `VIDIOC_QBUF`.
+    fn planes(&self, index: u32) -> &[(RawFd, u32)];
+    /// The picture downstream reads for buffer `index` (visible size `width`×`height`).
+    fn picture(&self, index: u32, width: u32, height: u32) -> Picture;
+}
+
+/// Allocates DMABUF capture buffers for a capture format (dev-decoder.rst, "Capture Setup",
+/// with `V4L2_MEMORY_DMABUF`).
+pub trait CaptureAllocator: Send {
+    /// Capture pixel format to request: `V4L2_PIX_FMT_NV12` (one plane) or
+    /// `V4L2_PIX_FMT_NV12M` (two planes, NVIDIA).
+    fn pixelformat(&self) -> u32;
+    fn allocate(
+        &mut self,
+        fmt: &ioctl::PlaneFormat,
+        count: u32,
+    ) -> Result<Box<dyn CaptureBuffers>, String>;
+}
+
+enum Store {
+    Mmap(Vec<ioctl::Mapping>),
+    Dmabuf {
+        bufs: Box<dyn CaptureBuffers>,
+        /// Buffers handed downstream and not yet recycled.
+        held: Vec<bool>,
+    },
+}
+
+/// Token bit marking a device picture (DMABUF capture buffer) rather than a host pool slot.
+const DEVICE_TOKEN: u32 = 0x8000_0000;
+
 struct Capture {
-    maps: Vec<ioctl::Mapping>,
+    store: Store,
+    generation: u32,
     fmt: ioctl::PlaneFormat,
     /// Visible size (COMPOSE selection); `fmt` has the coded size.
     width: u32,
@@ -221,6 +260,13 @@ pub struct V4l2Decoder {
     fed: u64,
     /// Formats seen, for the caller (resolution changes).
     resolution_changes: u32,
+    allocator: Option<Box<dyn CaptureAllocator>>,
+    generation: u32,
+    /// DMABUF sets replaced by a resolution change while some of their pictures were still
+    /// downstream: (generation, buffers, pictures outstanding). Freed at the last recycle.
+    retired: Vec<(u32, Box<dyn CaptureBuffers>, usize)>,
+    /// An error from `recycle` (which cannot return one), reported by the next call.
+    deferred: Option<V4l2Error>,
 }
 
 impl fmt::Debug for V4l2Decoder {
@@ -255,6 +301,17 @@ impl V4l2Decoder {
         provider: Arc<dyn IoctlProvider>,
         path: &Path,
         opts: V4l2DecoderOptions,
+    ) -> Result<Self, V4l2Error> {
+        Self::open_with_capture(provider, path, opts, None)
+    }
+
+    /// As [`V4l2Decoder::open`], with DMABUF capture buffers from `allocator` (Jetson:
+    /// NvBufSurfaces) instead of MMAP buffers copied to host pictures.
+    pub fn open_with_capture(
+        provider: Arc<dyn IoctlProvider>,
+        path: &Path,
+        opts: V4l2DecoderOptions,
+        allocator: Option<Box<dyn CaptureAllocator>>,
     ) -> Result<Self, V4l2Error> {
         let dev = Device::open(provider, path).map_err(|source| V4l2Error::Open {
             path: path.to_path_buf(),
@@ -309,6 +366,10 @@ impl V4l2Decoder {
             stats: DecodeStats::default(),
             fed: 0,
             resolution_changes: 0,
+            allocator,
+            generation: 0,
+            retired: Vec::new(),
+            deferred: None,
             opts,
         })
     }
@@ -346,10 +407,18 @@ impl V4l2Decoder {
                 None,
                 None,
             ))?;
-            drop(old);
-            self.dev
-                .reqbufs(CAP, sys::V4L2_MEMORY_MMAP, 0)
-                .map_err(io_err("VIDIOC_REQBUFS(0)", Queue::Capture, None, None))?;
+            if let Store::Dmabuf { bufs, held } = old.store {
+                let out = held.iter().filter(|h| **h).count();
+                if out > 0 {
+                    self.retired.push((old.generation, bufs, out));
+                }
+            }
+            self.dev.reqbufs(CAP, self.memory(), 0).map_err(io_err(
+                "VIDIOC_REQBUFS(0)",
+                Queue::Capture,
+                None,
+                None,
+            ))?;
             self.resolution_changes += 1;
         }
         let cur = self.dev.g_fmt_mplane(CAP).map_err(io_err(
@@ -366,14 +435,24 @@ impl V4l2Decoder {
                 max_height: self.opts.max_height,
             });
         }
-        let fmt = if cur.pixelformat == sys::V4L2_PIX_FMT_NV12 {
+        let want = self
+            .allocator
+            .as_ref()
+            .map_or(sys::V4L2_PIX_FMT_NV12, |a| a.pixelformat());
+        let fmt = if cur.pixelformat == want {
             cur
         } else {
             self.dev
-                .s_fmt_mplane(CAP, cur.width, cur.height, sys::V4L2_PIX_FMT_NV12, 0)
-                .map_err(io_err("VIDIOC_S_FMT(NV12)", Queue::Capture, None, None))?
+                .s_fmt_mplane(CAP, cur.width, cur.height, want, 0)
+                .map_err(io_err("VIDIOC_S_FMT", Queue::Capture, None, None))?
         };
-        if fmt.pixelformat != sys::V4L2_PIX_FMT_NV12 || fmt.num_planes != 1 {
+        let planes_ok = match fmt.pixelformat {
+            sys::V4L2_PIX_FMT_NV12 => fmt.num_planes == 1,
+            // Two-plane NV12 only through an allocator (pictures described, not copied).
+            sys::V4L2_PIX_FMT_NV12M => fmt.num_planes == 2 && self.allocator.is_some(),
+            _ => false,
+        };
+        if fmt.pixelformat != want || !planes_ok {
             return Err(V4l2Error::CaptureFormat {
                 fourcc: fourcc_str(fmt.pixelformat),
             });
@@ -385,21 +464,40 @@ impl V4l2Decoder {
             .max(1) as u32;
         let n = self
             .dev
-            .reqbufs(
-                CAP,
-                sys::V4L2_MEMORY_MMAP,
-                min + self.opts.extra_capture_buffers,
-            )
+            .reqbufs(CAP, self.memory(), min + self.opts.extra_capture_buffers)
             .map_err(io_err("VIDIOC_REQBUFS", Queue::Capture, None, None))?;
-        let mut maps = Vec::with_capacity(n as usize);
+        self.generation = (self.generation + 1) & 0x7fff;
+        let store = match self.allocator.as_mut() {
+            None => {
+                let mut maps = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    maps.push(self.dev.map(CAP, i).map_err(io_err(
+                        "mmap",
+                        Queue::Capture,
+                        Some(i),
+                        None,
+                    ))?);
+                }
+                Store::Mmap(maps)
+            }
+            Some(a) => {
+                let bufs = a
+                    .allocate(&fmt, n)
+                    .map_err(|msg| V4l2Error::Allocate { count: n, msg })?;
+                if bufs.count() < n {
+                    return Err(V4l2Error::Allocate {
+                        count: n,
+                        msg: format!("allocator made {} buffers", bufs.count()),
+                    });
+                }
+                Store::Dmabuf {
+                    bufs,
+                    held: vec![false; n as usize],
+                }
+            }
+        };
         for i in 0..n {
-            maps.push(self.dev.map(CAP, i).map_err(io_err(
-                "mmap",
-                Queue::Capture,
-                Some(i),
-                None,
-            ))?);
-            self.dev.qbuf(CAP, i, 0, 0, None).map_err(io_err(
+            queue_capture(&self.dev, &store, i).map_err(io_err(
                 "VIDIOC_QBUF",
                 Queue::Capture,
                 Some(i),
@@ -423,7 +521,8 @@ impl V4l2Decoder {
             _ => (fmt.width, fmt.height),
         };
         self.cap = Some(Capture {
-            maps,
+            store,
+            generation: self.generation,
             width,
             height,
             fmt,
@@ -436,7 +535,7 @@ impl V4l2Decoder {
     /// because some drivers (vicodec in Linux 6.1) leave the queue's "last buffer dequeued"
     /// state set after START, so DQBUF would keep failing with EPIPE.
     fn restart_capture(&mut self) -> Result<(), V4l2Error> {
-        let Some(n) = self.cap.as_ref().map(|c| c.maps.len() as u32) else {
+        let Some(cap) = self.cap.as_ref() else {
             return Ok(());
         };
         self.dev.streamoff(CAP).map_err(io_err(
@@ -445,8 +544,13 @@ impl V4l2Decoder {
             None,
             Some(self.fed),
         ))?;
-        for i in 0..n {
-            self.dev.qbuf(CAP, i, 0, 0, None).map_err(io_err(
+        for i in 0..store_len(&cap.store) {
+            if let Store::Dmabuf { held, .. } = &cap.store {
+                if held[i as usize] {
+                    continue; // queued again when recycled
+                }
+            }
+            queue_capture(&self.dev, &cap.store, i).map_err(io_err(
                 "VIDIOC_QBUF",
                 Queue::Capture,
                 Some(i),
@@ -459,6 +563,14 @@ impl V4l2Decoder {
             None,
             Some(self.fed),
         ))
+    }
+
+    fn memory(&self) -> u32 {
+        if self.allocator.is_some() {
+            sys::V4L2_MEMORY_DMABUF
+        } else {
+            sys::V4L2_MEMORY_MMAP
+        }
     }
 
     fn perform(&mut self, action: Action) -> Result<(), V4l2Error> {
@@ -525,7 +637,7 @@ impl V4l2Decoder {
             return Ok(any);
         }
         loop {
-            let d = match self.dev.dqbuf(CAP, sys::V4L2_MEMORY_MMAP) {
+            let d = match self.dev.dqbuf(CAP, self.memory()) {
                 Ok(Some(d)) => d,
                 Ok(None) => break,
                 // EPIPE: the LAST buffer was already taken; nothing more until restarted.
@@ -536,11 +648,12 @@ impl V4l2Decoder {
             };
             any = true;
             let last = d.flags & sys::V4L2_BUF_FLAG_LAST != 0;
+            let mut kept = false;
             if d.bytesused > 0 {
                 if d.flags & sys::V4L2_BUF_FLAG_ERROR != 0 {
                     self.stats.corrupt += 1;
                 } else {
-                    self.emit(&d, sink);
+                    kept = self.emit(&d, sink);
                 }
             }
             if last {
@@ -556,12 +669,16 @@ impl V4l2Decoder {
                 self.perform(a)?;
                 // Keep the buffer for after a restart: re-queue it.
             }
-            self.dev.qbuf(CAP, d.index, 0, 0, None).map_err(io_err(
-                "VIDIOC_QBUF",
-                Queue::Capture,
-                Some(d.index),
-                Some(self.fed),
-            ))?;
+            if !kept {
+                if let Some(cap) = self.cap.as_ref() {
+                    queue_capture(&self.dev, &cap.store, d.index).map_err(io_err(
+                        "VIDIOC_QBUF",
+                        Queue::Capture,
+                        Some(d.index),
+                        Some(self.fed),
+                    ))?;
+                }
+            }
             if last {
                 break;
             }
@@ -569,22 +686,45 @@ impl V4l2Decoder {
         Ok(any)
     }
 
-    fn emit(&mut self, d: &ioctl::Dequeued, sink: &mut dyn FnMut(Decoded)) {
-        let Some(cap) = self.cap.as_ref() else { return };
+    /// Hands a finished capture buffer downstream. Returns true when the buffer itself went
+    /// downstream (DMABUF: re-queued at `recycle`), false when it may be re-queued now.
+    fn emit(&mut self, d: &ioctl::Dequeued, sink: &mut dyn FnMut(Decoded)) -> bool {
+        let Some(cap) = self.cap.as_mut() else {
+            return false;
+        };
+        if let Store::Dmabuf { bufs, held } = &mut cap.store {
+            let Some(h) = held.get_mut(d.index as usize) else {
+                return false;
+            };
+            *h = true;
+            let picture = bufs.picture(d.index, cap.width, cap.height);
+            self.stats.pictures += 1;
+            sink(Decoded {
+                picture,
+                pts_us: d.timestamp_us,
+                colour: ColourDesc::default_for_height(cap.height),
+                token: DEVICE_TOKEN | (cap.generation << 16) | d.index,
+            });
+            return true;
+        }
+        let cap = &*cap;
         let Some(slot) = self.pool.iter().position(Option::is_some) else {
             self.stats.dropped_pool_empty += 1;
-            return;
+            return false;
         };
         let Some(mut pic) = self.pool[slot].take() else {
-            return;
+            return false;
         };
         let (w, h) = (cap.width, cap.height);
         if !pic.set_size(w, h) {
             self.pool[slot] = Some(pic);
             self.stats.corrupt += 1;
-            return;
+            return false;
         }
-        let src = cap.maps[d.index as usize].as_slice();
+        let Store::Mmap(maps) = &cap.store else {
+            return false;
+        };
+        let src = maps[d.index as usize].as_slice();
         let stride = cap.fmt.bytesperline[0] as usize;
         // NV12 in one plane: luma rows, then CbCr rows starting at stride × height (the
         // driver's height, which is the aligned height for NV12 single-buffer formats).
@@ -609,6 +749,7 @@ impl V4l2Decoder {
             colour: ColourDesc::default_for_height(h),
             token: slot as u32,
         });
+        false
     }
 
     /// Waits for the device to signal anything; fails once `opts.wait` has passed since
@@ -641,6 +782,7 @@ impl V4l2Decoder {
         pts_us: i64,
         sink: &mut dyn FnMut(Decoded),
     ) -> Result<(), V4l2Error> {
+        self.take_deferred()?;
         let a = self.advance(Input::Feed)?;
         self.perform(a)?;
         self.service(sink)?;
@@ -682,6 +824,7 @@ impl V4l2Decoder {
     /// LAST. Each wait is bounded by `opts.wait`; the decoder is then stopped and resumes
     /// (with `V4L2_DEC_CMD_START`) on the next feed.
     pub fn drain(&mut self, sink: &mut dyn FnMut(Decoded)) -> Result<(), V4l2Error> {
+        self.take_deferred()?;
         self.service(sink)?;
         let a = self.advance(Input::Drain)?;
         if a == Action::NothingToDrain {
@@ -700,6 +843,54 @@ impl V4l2Decoder {
             }
         }
         Ok(())
+    }
+
+    /// A DMABUF capture buffer came back from downstream: queue it again (current set) or
+    /// release its retired set once its last picture is back.
+    fn recycle_device(&mut self, token: u32) {
+        let generation = (token >> 16) & 0x7fff;
+        let index = token & 0xffff;
+        if let Some(cap) = self.cap.as_mut() {
+            if cap.generation == generation {
+                if let Store::Dmabuf { held, .. } = &mut cap.store {
+                    if let Some(h) = held.get_mut(index as usize).filter(|h| **h) {
+                        *h = false;
+                        if let Err(e) = queue_capture(&self.dev, &cap.store, index) {
+                            self.deferred = Some(V4l2Error::Ioctl {
+                                op: "VIDIOC_QBUF (recycle)",
+                                queue: Queue::Capture,
+                                index: Some(index),
+                                au: Some(self.fed),
+                                source: e,
+                            });
+                        }
+                    }
+                }
+                return;
+            }
+        }
+        if let Some(pos) = self.retired.iter().position(|r| r.0 == generation) {
+            self.retired[pos].2 -= 1;
+            if self.retired[pos].2 == 0 {
+                self.retired.swap_remove(pos);
+            }
+        }
+    }
+
+    fn take_deferred(&mut self) -> Result<(), V4l2Error> {
+        match self.deferred.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// DMABUF pictures handed downstream and not yet recycled (all capture sets).
+    pub fn device_pictures_outstanding(&self) -> usize {
+        let cur = match self.cap.as_ref().map(|c| &c.store) {
+            Some(Store::Dmabuf { held, .. }) => held.iter().filter(|h| **h).count(),
+            _ => 0,
+        };
+        cur + self.retired.iter().map(|r| r.2).sum::<usize>()
     }
 
     /// "Seek": STREAMOFF/STREAMON on OUTPUT drops every queued bitstream buffer; CAPTURE is
@@ -729,7 +920,7 @@ impl Drop for V4l2Decoder {
         let _ = self.dev.streamoff(OUT);
         self.cap = None;
         self.out_maps.clear();
-        let _ = self.dev.reqbufs(CAP, sys::V4L2_MEMORY_MMAP, 0);
+        let _ = self.dev.reqbufs(CAP, self.memory(), 0);
         let _ = self.dev.reqbufs(OUT, sys::V4L2_MEMORY_MMAP, 0);
     }
 }
@@ -752,6 +943,10 @@ impl Decoder for V4l2Decoder {
     }
 
     fn recycle(&mut self, picture: Picture, token: u32) {
+        if token & DEVICE_TOKEN != 0 {
+            self.recycle_device(token);
+            return;
+        }
         if let (Picture::Host(p), Some(slot)) = (picture, self.pool.get_mut(token as usize)) {
             if slot.is_none() {
                 *slot = Some(p);
@@ -761,6 +956,20 @@ impl Decoder for V4l2Decoder {
 
     fn stats(&self) -> DecodeStats {
         self.stats
+    }
+}
+
+fn store_len(store: &Store) -> u32 {
+    match store {
+        Store::Mmap(m) => m.len() as u32,
+        Store::Dmabuf { held, .. } => held.len() as u32,
+    }
+}
+
+fn queue_capture(dev: &Device, store: &Store, index: u32) -> std::io::Result<()> {
+    match store {
+        Store::Mmap(_) => dev.qbuf(CAP, index, 0, 0, None),
+        Store::Dmabuf { bufs, .. } => dev.qbuf_dmabuf(CAP, index, bufs.planes(index)),
     }
 }
 
