@@ -8,7 +8,8 @@
 #   4. boots it with qemu-system-x86_64 (TCG), runs every V4L2 test inside with a timeout,
 #   5. prints a pass/fail table from the serial console and exits non-zero on any failure.
 # Environment: VM_CACHE (default $CARGO_TARGET_DIR/vm or target/vm), VM_TIMEOUT (whole boot,
-# seconds, default 420), VM_TEST_TIMEOUT (per test inside the guest, default 120).
+# seconds, default 420), VM_TEST_TIMEOUT (per test inside the guest, default 120), VM_KERNEL
+# (a prebuilt bzImage instead of building one).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -28,7 +29,8 @@ if [ "${VM_NO_APT:-0}" != 1 ]; then
   fi
 fi
 
-kernel="$("$here/build-kernel.sh")"
+# VM_KERNEL: use a prebuilt bzImage (must have the options of tools/vm/kernel.config).
+kernel="${VM_KERNEL:-$("$here/build-kernel.sh")}"
 build_dir="$VM_CACHE/build"
 echo "vm: kernel $kernel ($(( $(date +%s) - t0 )) s)" >&2
 
