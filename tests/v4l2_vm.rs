@@ -163,6 +163,7 @@ fn decoder() -> V4l2Decoder {
             extra_capture_buffers: 2,
             pool_size: 4,
             wait: Duration::from_secs(5),
+            nv_controls: None,
         },
     )
     .unwrap()
@@ -622,6 +623,7 @@ fn vicodec_dmabuf_capture_zero_copy_with_resolution_change() {
             extra_capture_buffers: 2,
             pool_size: 0,
             wait: Duration::from_secs(5),
+            nv_controls: None,
         },
         Some(Box::new(dmabuf::Vim2m { sets: sets.clone() })),
     )

@@ -99,6 +99,13 @@ pub enum V4l2Error {
         size: usize,
         capacity: usize,
     },
+    #[error("setting control {id:#x} to {value} failed: {source}")]
+    Control {
+        id: u32,
+        value: i32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("allocating {count} DMABUF capture buffers failed: {msg}")]
     Allocate { count: u32, msg: String },
     #[error("capture format {fourcc} is not NV12/NV12M (the driver offers no NV12 capture)")]
@@ -181,6 +188,8 @@ pub struct V4l2DecoderOptions {
     pub pool_size: usize,
     /// Upper bound of every single wait (poll) before the decoder reports a timeout.
     pub wait: Duration,
+    /// NVIDIA decoder controls (Jetson only; `None` for kernel drivers).
+    pub nv_controls: Option<jetson::NvDecoderControls>,
 }
 
 impl Default for V4l2DecoderOptions {
@@ -194,6 +203,7 @@ impl Default for V4l2DecoderOptions {
             extra_capture_buffers: 2,
             pool_size: 4,
             wait: Duration::from_secs(2),
+            nv_controls: None,
         }
     }
 }
@@ -329,8 +339,20 @@ impl V4l2Decoder {
                 caps: caps.device_caps,
             });
         }
+        let plan = opts.nv_controls.map(|c| c.plan());
+        let apply = |stage: jetson::ControlStage| -> Result<(), V4l2Error> {
+            for &(st, id, value) in plan.iter().flatten() {
+                if st == stage {
+                    jetson::set_ext_control(&dev, id, value)
+                        .map_err(|source| V4l2Error::Control { id, value, source })?;
+                }
+            }
+            Ok(())
+        };
+        apply(jetson::ControlStage::BeforeOutputFormat)?;
         dev.s_fmt_mplane(OUT, 0, 0, opts.format.fourcc(), opts.output_buffer_bytes)
             .map_err(io_err("VIDIOC_S_FMT", Queue::Output, None, None))?;
+        apply(jetson::ControlStage::BeforeRequestBuffers)?;
         dev.subscribe_event(sys::V4L2_EVENT_SOURCE_CHANGE)
             .map_err(io_err(
                 "VIDIOC_SUBSCRIBE_EVENT(SOURCE_CHANGE)",
@@ -372,6 +394,32 @@ impl V4l2Decoder {
             deferred: None,
             opts,
         })
+    }
+
+    /// The Jetson decoder: `libnvv4l2` on the L4T r36 decoder node, NVIDIA controls applied,
+    /// NvBufSurface DMABUF capture buffers registered with CUDA (zero copy). A CUDA context
+    /// must be current on the calling thread. Missing libraries or node: `Unavailable`.
+    pub fn open_jetson(
+        mut opts: V4l2DecoderOptions,
+        layout: jetson::SurfaceLayout,
+        cuda_device: u32,
+    ) -> Result<Self, DecodeError> {
+        let provider: Arc<dyn IoctlProvider> = Arc::new(jetson::NvV4l2Ioctl::load()?);
+        let node = jetson::decoder_node().ok_or_else(|| crate::error::Unavailable {
+            backend: "jetson-v4l2",
+            reason: format!(
+                "no decoder node ({}); is this a Jetson with L4T r36?",
+                jetwatch_ffi::jetson::DECODER_NODES.join(", ")
+            ),
+        })?;
+        let alloc = jetson::NvSurfaceAllocator::new(layout, cuda_device)?;
+        opts.nv_controls.get_or_insert_with(Default::default);
+        Ok(Self::open_with_capture(
+            provider,
+            &node,
+            opts,
+            Some(Box::new(alloc)),
+        )?)
     }
 
     pub fn phase(&self) -> Phase {
@@ -1035,6 +1083,22 @@ mod tests {
         }
         .into();
         assert_eq!(e.kind(), crate::error::ErrorKind::Internal);
+    }
+
+    #[test]
+    fn jetson_decoder_is_unavailable_off_jetson() {
+        if jetson::decoder_node().is_some() {
+            eprintln!("SKIP: running on a Jetson");
+            return;
+        }
+        let e = V4l2Decoder::open_jetson(
+            V4l2DecoderOptions::default(),
+            jetson::SurfaceLayout::BlockLinear,
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(e, DecodeError::Unavailable(_)), "{e}");
+        assert!(e.to_string().contains("libnvv4l2"), "{e}");
     }
 
     #[test]
