@@ -322,7 +322,8 @@ impl Device {
             type_,
             ..Default::default()
         };
-        // SAFETY (union write): pix_mp is the member the driver reads for MPLANE types.
+        // SAFETY: reading `pix_mp` of the all-zero union is reading plain integers; it is the
+        // member the driver uses for MPLANE types.
         let mut mp = unsafe { f.fmt.pix_mp };
         mp.width = width;
         mp.height = height;
