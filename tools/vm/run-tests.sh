@@ -71,8 +71,10 @@ qrc=$?
 set -e
 boot_s=$(( $(date +%s) - t0 ))
 
+set +e
 "$here/collect.sh" "$log"
 crc=$?
+set -e
 echo "vm: qemu exit $qrc, total wall time ${boot_s} s, serial log $log" >&2
 if [ "$qrc" = 124 ]; then echo "vm: FAILED: the VM did not finish within ${VM_TIMEOUT} s" >&2; exit 1; fi
 exit "$crc"
