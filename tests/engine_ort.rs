@@ -10,7 +10,9 @@ use std::process::Command;
 
 use jetwatch::alloc_count::{self, CountingAlloc};
 use jetwatch::config::ModelConfig;
-use jetwatch::engine::ort::{locate_onnxruntime, OrtDevice, OrtEngine, OrtOptions};
+use jetwatch::engine::ort::{
+    locate_onnxruntime, probe_onnxruntime, OrtDevice, OrtEngine, OrtOptions,
+};
 use jetwatch::engine::Engine;
 use jetwatch::error::{EngineError, ErrorKind};
 use jetwatch::postprocess::HeadKind;
@@ -80,6 +82,8 @@ fn python_tool(args: &[&str]) -> Option<()> {
 fn the_library_is_found() {
     let lib = locate_onnxruntime(None).expect("libonnxruntime.so (pip install onnxruntime)");
     assert!(lib.is_file());
+    let p = probe_onnxruntime(None).unwrap();
+    assert!(p.build_info.contains("ORT Build Info"), "{}", p.build_info);
 }
 
 #[test]

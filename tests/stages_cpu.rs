@@ -289,3 +289,148 @@ fn picture_size_change_keeps_working_without_allocation() {
     }
     assert_eq!(alloc_count::this_thread() - t0, 0);
 }
+
+#[test]
+fn cpu_preprocess_matches_an_independent_numpy_implementation() {
+    use jetwatch::frame::Matrix;
+    use jetwatch::preprocess::{ChannelOrder, Placement, PreprocessSpec};
+    use jetwatch::tensor::{DType, Tensor, TensorSpec};
+    let has_numpy = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_numpy {
+        eprintln!("python3 with numpy is not available: skipping the cross-check");
+        return;
+    }
+    let frames = tud_frames(1);
+    let Picture::Host(p) = &frames[0] else {
+        unreachable!()
+    };
+    let dir = std::env::temp_dir().join(format!("jetwatch-stages-cpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let nv12 = dir.join("frame.nv12");
+    let mut packed = Vec::new();
+    for r in 0..480 {
+        packed.extend_from_slice(&p.luma()[r * p.pitch..r * p.pitch + 640]);
+    }
+    for r in 0..240 {
+        packed.extend_from_slice(&p.chroma()[r * p.pitch..r * p.pitch + 640]);
+    }
+    std::fs::write(&nv12, &packed).unwrap();
+    let cases = [
+        (
+            640u32,
+            640u32,
+            Placement::Centre,
+            "centre",
+            ChannelOrder::Rgb,
+            "rgb",
+            1.0 / 255.0,
+            Matrix::Bt601,
+            false,
+        ),
+        (
+            416,
+            416,
+            Placement::TopLeft,
+            "topleft",
+            ChannelOrder::Bgr,
+            "bgr",
+            1.0,
+            Matrix::Bt709,
+            true,
+        ),
+        (
+            352,
+            352,
+            Placement::Stretch,
+            "stretch",
+            ChannelOrder::Rgb,
+            "rgb",
+            1.0 / 255.0,
+            Matrix::Bt709,
+            false,
+        ),
+        (
+            320,
+            256,
+            Placement::Centre,
+            "centre",
+            ChannelOrder::Bgr,
+            "bgr",
+            1.0,
+            Matrix::Bt601,
+            true,
+        ),
+    ];
+    for (sw, sh, placement, pname, order, oname, scale, matrix, full) in cases {
+        let out = dir.join("ref.f32");
+        let st = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/preprocess_ref.py"))
+            .arg(&nv12)
+            .args(["640", "480"])
+            .arg(&out)
+            .args([
+                sw.to_string(),
+                sh.to_string(),
+                pname.to_string(),
+                oname.to_string(),
+                format!("{scale:e}"),
+                if matrix == Matrix::Bt601 {
+                    "601"
+                } else {
+                    "709"
+                }
+                .to_string(),
+                if full { "full" } else { "limited" }.to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let want: Vec<f32> = std::fs::read(&out)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let spec = PreprocessSpec {
+            width: sw,
+            height: sh,
+            placement,
+            order,
+            scale,
+            pad: 114.0,
+            dtype: DType::F32,
+        };
+        let mut t = Tensor::host(TensorSpec {
+            name: "images".into(),
+            dtype: DType::F32,
+            shape: vec![1, 3, sh as usize, sw as usize],
+        });
+        let mut lbs = [Letterbox::default()];
+        let job = PreprocessJob {
+            picture: &frames[0],
+            colour: ColourDesc {
+                matrix,
+                full_range: full,
+            },
+            slot: 0,
+        };
+        CpuPreprocess::new(spec)
+            .run(&[job], &mut t, &mut lbs)
+            .unwrap();
+        let got = t.host_buf().unwrap().as_f32();
+        assert_eq!(got.len(), want.len());
+        let max = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{sw}x{sh} {pname} {oname} {matrix:?} full={full}: max |twin - numpy| = {max:e}");
+        assert!(
+            max <= 1e-3 * scale * 255.0,
+            "{sw}x{sh} {pname}: max diff {max}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

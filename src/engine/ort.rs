@@ -192,6 +192,35 @@ fn system_dirs() -> Vec<PathBuf> {
     v
 }
 
+/// What `jetwatch probe` reports about ONNX Runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrtProbe {
+    /// The library that was loaded.
+    pub library: PathBuf,
+    /// `GetBuildInfoString`, e.g. "ORT Build Info: git-branch=rel-1.32.0, …".
+    pub build_info: String,
+}
+
+/// Locates and loads `libonnxruntime.so` (see [`locate_onnxruntime`]) and reports its build.
+pub fn probe_onnxruntime(explicit: Option<&Path>) -> Result<OrtProbe, EngineError> {
+    let library = locate_onnxruntime(explicit)?;
+    environment(&library)?;
+    // SAFETY: the library is loaded (environment() succeeded); the returned string is a
+    // static NUL-terminated string owned by ONNX Runtime.
+    let build_info = unsafe {
+        let p = (ort::api().GetBuildInfoString)();
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    Ok(OrtProbe {
+        library,
+        build_info,
+    })
+}
+
 /// The process-wide ONNX Runtime environment (`ort` allows one per process).
 static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
