@@ -264,7 +264,40 @@ pub fn probe() -> ProbeReport {
         arch: std::env::consts::ARCH,
         features: features(),
         backends: b,
-        cameras: Vec::new(),
+        cameras: crate::source::v4l2::list_cameras()
+            .iter()
+            .map(|c| {
+                let formats: Vec<String> = c
+                    .formats
+                    .iter()
+                    .map(|f| {
+                        let sizes: Vec<String> = f
+                            .sizes
+                            .iter()
+                            .take(4)
+                            .map(|(w, h)| format!("{w}x{h}"))
+                            .collect();
+                        format!(
+                            "{}{} [{}]",
+                            f.fourcc,
+                            if f.supported.is_some() {
+                                ""
+                            } else {
+                                " (unsupported)"
+                            },
+                            sizes.join(" ")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} ({}, {}): {}",
+                    c.path.display(),
+                    c.card,
+                    c.driver,
+                    formats.join("; ")
+                )
+            })
+            .collect(),
         auto_decoder,
         auto_engine,
     }
