@@ -58,77 +58,6 @@ pub fn features() -> Vec<&'static str> {
 
 pub use jetwatch_ffi::os::find_library;
 
-/// Locates libonnxruntime: `ORT_DYLIB_PATH`, then the Python wheel's copy, then the loader's
-/// search path.
-pub fn find_onnxruntime() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    for dir in python_site_dirs() {
-        let capi = dir.join("onnxruntime").join("capi");
-        if let Ok(rd) = std::fs::read_dir(&capi) {
-            let mut libs: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-                })
-                .collect();
-            libs.sort();
-            if let Some(l) = libs.pop() {
-                return Some(l);
-            }
-        }
-    }
-    for d in [
-        "/usr/lib",
-        "/usr/local/lib",
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-    ] {
-        let p = PathBuf::from(d).join("libonnxruntime.so");
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    None
-}
-
-/// site-packages directories of the Python installations we know how to find without
-/// running Python: `JETWATCH_PYTHON_SITE`, pyenv, /usr/local and /usr.
-fn python_site_dirs() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(p) = std::env::var("JETWATCH_PYTHON_SITE") {
-        out.push(PathBuf::from(p));
-    }
-    let mut roots: Vec<PathBuf> = vec!["/usr/local/lib".into(), "/usr/lib".into()];
-    if let Ok(home) = std::env::var("HOME") {
-        let pyenv = PathBuf::from(home).join(".pyenv/versions");
-        if let Ok(rd) = std::fs::read_dir(pyenv) {
-            for e in rd.flatten() {
-                roots.push(e.path().join("lib"));
-            }
-        }
-        roots.push(PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".local/lib"));
-    }
-    for r in roots {
-        if let Ok(rd) = std::fs::read_dir(&r) {
-            for e in rd.flatten() {
-                let n = e.file_name();
-                if n.to_string_lossy().starts_with("python3") {
-                    out.push(e.path().join("site-packages"));
-                    out.push(e.path().join("dist-packages"));
-                }
-            }
-        }
-    }
-    out
-}
-
 fn status(
     stage: &'static str,
     name: &'static str,
@@ -208,28 +137,25 @@ pub fn probe() -> ProbeReport {
     });
 
     // Engines.
-    let trt = find_library(&["libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so"]);
+    let trt = crate::engine::tensorrt::tensorrt_available();
     b.push(match (&trt, cfg!(feature = "tensorrt")) {
-        (Some(l), true) => status("engine", "tensorrt", true, format!("{l} found")),
-        (Some(l), false) => status("engine", "tensorrt", false, format!("{l} found, but this build lacks the `tensorrt` feature")),
-        (None, _) => status(
+        (Ok(v), true) => status("engine", "tensorrt", true, format!("libnvinfer {v}")),
+        (Ok(v), false) => status(
             "engine",
             "tensorrt",
             false,
-            "libnvinfer.so.10 not found (JetPack's tensorrt / NVIDIA's libnvinfer10 package): TensorRT engine skipped",
+            format!("libnvinfer {v} found, but this build lacks the `tensorrt` feature"),
         ),
-    });
-    let ort_lib = find_onnxruntime();
-    b.push(match (&ort_lib, cfg!(feature = "ort")) {
-        (Some(p), true) => status("engine", "onnxruntime-cpu", true, format!("{}", p.display())),
-        (Some(p), false) => status("engine", "onnxruntime-cpu", false, format!("{} found, but this build lacks the `ort` feature", p.display())),
-        (None, _) => status(
+        (Err(e), _) => status(
             "engine",
-            "onnxruntime-cpu",
+            "tensorrt",
             false,
-            "libonnxruntime.so not found (pip install onnxruntime, or set ORT_DYLIB_PATH): ONNX Runtime engine skipped",
+            format!("{}: TensorRT engine skipped", e.reason),
         ),
     });
+    let ort_entry = onnxruntime_status();
+    let ort_ok = ort_entry.available;
+    b.push(ort_entry);
 
     // Broker for the demo.
     let mosq = crate::probe::which("mosquitto");
@@ -252,9 +178,9 @@ pub fn probe() -> ProbeReport {
     } else {
         "none"
     };
-    let auto_engine = if trt.is_some() && cfg!(feature = "tensorrt") {
+    let auto_engine = if trt.is_ok() && cfg!(feature = "tensorrt") {
         "tensorrt"
-    } else if ort_lib.is_some() && cfg!(feature = "ort") {
+    } else if ort_ok {
         "onnxruntime"
     } else {
         "none"
@@ -342,6 +268,38 @@ fn nvdec_status(lib: &str) -> BackendStatus {
         "nvdec",
         false,
         format!("{lib} found, but this build lacks the `nvdec` feature"),
+    )
+}
+
+#[cfg(feature = "ort")]
+fn onnxruntime_status() -> BackendStatus {
+    match crate::engine::ort::probe_onnxruntime(None) {
+        Ok(p) => status(
+            "engine",
+            "onnxruntime",
+            true,
+            format!(
+                "{} ({})",
+                p.library.display(),
+                p.build_info.lines().next().unwrap_or("").trim()
+            ),
+        ),
+        Err(e) => status(
+            "engine",
+            "onnxruntime",
+            false,
+            format!("{e}: ONNX Runtime engine skipped"),
+        ),
+    }
+}
+
+#[cfg(not(feature = "ort"))]
+fn onnxruntime_status() -> BackendStatus {
+    status(
+        "engine",
+        "onnxruntime",
+        false,
+        "not compiled in: this build lacks the `ort` feature",
     )
 }
 
