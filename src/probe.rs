@@ -367,10 +367,10 @@ mod tests {
         for b in &r.backends {
             assert!(!b.detail.is_empty(), "{} has no detail", b.name);
             if !b.available {
+                // Names what is missing: a library, a build feature, or a program to install.
                 assert!(
-                    b.detail.contains("not found")
-                        || b.detail.contains("lacks")
-                        || b.detail.contains("not compiled")
+                    b.detail.contains(".so")
+                        || b.detail.contains("feature")
                         || b.detail.contains("not installed"),
                     "{}: {}",
                     b.name,
