@@ -15,6 +15,11 @@ hash="$( (grep -v '^#' "$here/kernel.config"; echo "$pkgver") | sha256sum | cut 
 out="$VM_CACHE/bzImage-$hash"
 if [ -f "$out" ]; then echo "$out"; exit 0; fi
 mkdir -p "$VM_CACHE"
+# One build at a time per cache: .ci/run starts a build in the background early, and the VM
+# step later waits here for it instead of starting a second one.
+exec 9>"$VM_CACHE/.build.lock"
+flock 9
+if [ -f "$out" ]; then echo "$out"; exit 0; fi
 src="$VM_CACHE/linux-source-6.1"
 stamp="$VM_CACHE/.src-$pkgver"
 if [ ! -f "$stamp" ]; then
