@@ -67,3 +67,5 @@ pub trait Postprocess: Send {
 }
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;

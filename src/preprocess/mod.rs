@@ -130,3 +130,5 @@ pub trait Preprocess: Send {
 }
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
