@@ -517,9 +517,23 @@ fn append_cuda(
         c"HEURISTIC".as_ptr(),
         c"kSameAsRequested".as_ptr(),
     ];
+    // Extra `key=value` pairs (comma-separated) from JETWATCH_ORT_CUDA_OPTIONS, applied after
+    // ours, e.g. `cudnn_conv_algo_search=EXHAUSTIVE,prefer_nhwc=1` (start-up only).
+    let extra: Vec<(CString, CString)> = std::env::var("JETWATCH_ORT_CUDA_OPTIONS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((CString::new(k.trim()).ok()?, CString::new(v.trim()).ok()?)))
+        .collect();
+    let mut keys = keys.to_vec();
+    let mut values = values.to_vec();
+    for (k, v) in &extra {
+        keys.push(k.as_ptr());
+        values.push(v.as_ptr());
+    }
     // SAFETY: `cuda` is valid; the key and value arrays hold `keys.len()` NUL-terminated
-    // strings alive for the call; the stream handle stays valid for the session's life
-    // (the engine keeps an `Arc` of it and drops the session first).
+    // strings alive for the call (`extra` outlives it); the stream handle stays valid for the
+    // session's life (the engine keeps an `Arc` of it and drops the session first).
     let r = status(unsafe {
         (api.UpdateCUDAProviderOptions)(cuda, keys.as_ptr(), values.as_ptr(), keys.len())
     })
