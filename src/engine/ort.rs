@@ -248,6 +248,7 @@ impl CpuMemoryInfo {
     /// Device memory of CUDA device `device` (`CreateMemoryInfo("Cuda", OrtDeviceAllocator,
     /// device, OrtMemTypeDefault)`, ONNX Runtime `onnxruntime_c_api.h`; "Cuda" is the name the
     /// CUDA execution provider registers its allocator under).
+    #[cfg(feature = "cuda")]
     fn cuda(device: u32) -> Result<Self, String> {
         let mut p = ptr::null_mut();
         // SAFETY: the name is a NUL-terminated literal; CreateMemoryInfo writes a new object
