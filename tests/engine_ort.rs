@@ -395,7 +395,7 @@ fn dynamic_batch_model_runs_at_batch_4() {
             assert!(max < 1e-2, "batch {batch} item {k}: max |diff| {max}");
         }
     }
-    let (t0, _) = (alloc_count::this_thread(), 0);
+    let t0 = alloc_count::this_thread();
     for b in [1usize, 2, 3, 4, 4, 2] {
         e.run(b).unwrap();
     }

@@ -417,11 +417,12 @@ fn preprocess_texture_matches_cpu_twin() {
             linear_noise = linear_noise.max(l);
         }
     }
-    // Hardware bilinear quantises each weight to 1/256 (error ≤ 1/512 per axis): on luma and
-    // chroma steps of up to 255 that is ≤ 1 unit each, which the colour matrix amplifies to at
-    // most 1.164 + 2.113 ≈ 3.3 units on B (limited range, BT.709).
+    // Hardware bilinear keeps 8 fractional bits per weight (CUDA Programming Guide, "Linear
+    // Filtering"): ≤ 1/256 per axis, so ≤ 2 units on luma and chroma steps of 255, which the
+    // colour matrix amplifies to at most 2·(1.164 + 2.113) ≈ 6.6 units on B (limited range,
+    // BT.709). Measured on the H100: about 3.2 on random noise, 0.13 on real frames.
     assert!(
-        linear_noise <= 3.3,
+        linear_noise <= 6.6,
         "hardware bilinear on noise: {linear_noise}/255"
     );
     assert!(
@@ -430,7 +431,7 @@ fn preprocess_texture_matches_cpu_twin() {
     );
     println!(
         "RESULT preprocess texture: point max |Δ| = {point:.4}/255; hardware bilinear: smooth \
-         {linear_smooth:.3}/255, random noise {linear_noise:.3}/255 (bound 3.3)"
+         {linear_smooth:.3}/255, random noise {linear_noise:.3}/255 (bound 6.6)"
     );
 }
 
@@ -499,7 +500,7 @@ fn preprocess_matches_cpu_twin_on_real_frames() {
         let tp = compare_preprocess(&ctx, &stream, spec, n, &host, &ap, TextureFilter::Point);
         assert!(tp <= 1.0, "real frames, texture point path: {tp}/255");
         let tl = compare_preprocess(&ctx, &stream, spec, n, &host, &ap, TextureFilter::Linear);
-        assert!(tl <= 3.3, "real frames, hardware bilinear: {tl}/255");
+        assert!(tl <= 6.6, "real frames, hardware bilinear: {tl}/255");
         out += &format!(
             " {}: pitch {d:.4}, texture {tp:.4}, hw-bilinear {tl:.3};",
             dtype.name()
