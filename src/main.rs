@@ -579,6 +579,15 @@ fn cmd_bench(
         })
         .collect();
     cfg.pipeline.batch_size = batch;
+    // `JETWATCH_DEVICE=cpu|cuda` forces the device (default: auto).
+    if let Ok(d) = std::env::var("JETWATCH_DEVICE") {
+        cfg.pipeline.device = match d.as_str() {
+            "cpu" => jetwatch::config::DeviceChoice::Cpu,
+            "cuda" => jetwatch::config::DeviceChoice::Cuda,
+            _ => jetwatch::config::DeviceChoice::Auto,
+        };
+    }
+    let gpu_mem = GpuMem::before(cfg.pipeline.gpu);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let built = pipeline::build::build(&cfg)?;
     let backends = built.backends.clone();
@@ -605,9 +614,19 @@ fn cmd_bench(
     while t.elapsed().as_secs_f64() < duration && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let (gpu_used_mib, gpu_pipeline_mib) = gpu_mem.now();
     stop.store(true, Ordering::SeqCst);
     let r = p.wait();
     let _ = handle.shutdown(Duration::from_millis(100));
+    // Decode time per access unit over every stream.
+    let mut decode = r
+        .streams
+        .first()
+        .map(|s| s.decode_time.clone())
+        .unwrap_or_default();
+    for s in r.streams.iter().skip(1) {
+        decode.merge(&s.decode_time);
+    }
     if json {
         let v = serde_json::json!({
             "mode": "e2e", "streams": streams, "batch": batch, "clip": clip, "model": model,
@@ -619,6 +638,11 @@ fn cmd_bench(
             "postprocess_p50_ms": r.postprocess_time.percentile(0.5) as f64 / 1e6, "postprocess_p99_ms": r.postprocess_time.percentile(0.99) as f64 / 1e6,
             "cpu_ms_per_frame": r.cpu_ms_per_frame(), "allocs_per_frame": r.allocs_per_frame(),
             "dropped": r.streams.iter().map(|s| s.dropped_pool_empty + s.dropped_queue_full).sum::<u64>(),
+            "gpu_mem_used_mib": gpu_used_mib, "gpu_mem_pipeline_mib": gpu_pipeline_mib,
+            "decode_p50_ms": decode.percentile(0.5) as f64 / 1e6, "decode_p99_ms": decode.percentile(0.99) as f64 / 1e6,
+            "batches": r.batches, "engine_errors": r.engine_errors,
+            "stream_errors": r.streams.iter().filter_map(|s| s.error.clone()).collect::<Vec<_>>(),
+            "fatal": r.fatal,
         });
         println!("{v}");
     } else {
@@ -627,8 +651,49 @@ fn cmd_bench(
             clip.display()
         );
         print_report(&r);
+        if let Some(u) = gpu_used_mib {
+            println!(
+                "GPU memory: {u:.0} MiB used on the device, {:.0} MiB by this pipeline",
+                gpu_pipeline_mib.unwrap_or(0.0)
+            );
+        }
     }
     Ok(())
+}
+
+/// Device memory in use (`cuMemGetInfo`: total - free, whole device) before the pipeline is
+/// built and while it runs; `None` without CUDA.
+struct GpuMem {
+    #[cfg(feature = "cuda")]
+    ctx: Option<(Arc<jetwatch::gpu::CudaContext>, usize)>,
+}
+
+impl GpuMem {
+    fn before(_gpu: u32) -> GpuMem {
+        #[cfg(feature = "cuda")]
+        {
+            let ctx = jetwatch::gpu::init()
+                .ok()
+                .and_then(|_| jetwatch::gpu::CudaContext::new(_gpu).ok())
+                .and_then(|c| c.mem_info().ok().map(|(f, t)| (c, t - f)));
+            GpuMem { ctx }
+        }
+        #[cfg(not(feature = "cuda"))]
+        GpuMem {}
+    }
+
+    /// (used on the device, used since `before`) in MiB.
+    fn now(&self) -> (Option<f64>, Option<f64>) {
+        #[cfg(feature = "cuda")]
+        if let Some((c, base)) = &self.ctx {
+            if let Ok((f, t)) = c.mem_info() {
+                let used = t - f;
+                let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+                return (Some(mib(used)), Some(mib(used.saturating_sub(*base))));
+            }
+        }
+        (None, None)
+    }
 }
 
 #[cfg(feature = "nvdec")]

@@ -724,6 +724,8 @@ pub struct NvdecDecoder {
     state: Box<State>,
     /// Kept alive while its handle is in `state.output_stream`.
     output_stream: Option<Arc<CudaStream>>,
+    /// As `output_stream`, for a pipeline stream of `crate::gpu`.
+    pipeline_stream: Option<Arc<crate::gpu::CudaStream>>,
 }
 
 // SAFETY: the raw handles (parser, decoders, mapped pointers) are not tied to the creating
@@ -821,6 +823,7 @@ impl NvdecDecoder {
             parser,
             state,
             output_stream: None,
+            pipeline_stream: None,
         })
     }
 
@@ -834,6 +837,13 @@ impl NvdecDecoder {
     pub fn set_output_stream(&mut self, stream: Arc<CudaStream>) {
         self.state.output_stream = stream.cu_stream() as sys::CUstream;
         self.output_stream = Some(stream);
+    }
+
+    /// [`NvdecDecoder::set_output_stream`] for the pipeline's `crate::gpu::CudaStream` (the one
+    /// the CUDA preprocess, engine and postprocess queue on). Same device required.
+    pub fn set_pipeline_stream(&mut self, stream: Arc<crate::gpu::CudaStream>) {
+        self.state.output_stream = stream.raw() as sys::CUstream;
+        self.pipeline_stream = Some(stream);
     }
 
     /// Decoder re-creations caused by a change of stream size that did not fit.

@@ -30,14 +30,16 @@ use crate::config::ModelConfig;
 use crate::error::{EngineError, Unavailable};
 use crate::postprocess::HeadKind;
 use crate::preprocess::{ChannelOrder, Placement, PreprocessSpec};
-use crate::tensor::{DType, Tensor, TensorSpec};
+use crate::tensor::{DType, Tensor, TensorMem, TensorSpec};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OrtDevice {
     #[default]
     Cpu,
-    /// CUDA execution provider on this device ordinal (not wired yet: `Unavailable`).
+    /// CUDA execution provider on this device ordinal: inputs and outputs in device memory,
+    /// the model running on the pipeline's CUDA stream (needs the `cuda` feature and
+    /// `libonnxruntime_providers_cuda.so` next to `libonnxruntime.so`).
     Cuda { device: u32 },
 }
 
@@ -65,6 +67,7 @@ impl Default for OrtOptions {
 }
 
 const BACKEND_CPU: &str = "onnxruntime-cpu";
+const BACKEND_CUDA: &str = "onnxruntime-cuda";
 
 /// How to get the library, for error messages.
 const HOW_TO_GET: &str = "install it with `pip install onnxruntime` (the CPU wheel ships \
@@ -267,10 +270,30 @@ fn status(st: ffi::OrtStatusPtr) -> Result<(), String> {
     Err(msg)
 }
 
-/// An owned `OrtMemoryInfo` describing plain CPU memory.
+/// An owned `OrtMemoryInfo`: plain CPU memory, or CUDA device memory of one GPU.
 struct CpuMemoryInfo(*mut ffi::OrtMemoryInfo);
 
 impl CpuMemoryInfo {
+    /// Device memory of CUDA device `device` (`CreateMemoryInfo("Cuda", OrtDeviceAllocator,
+    /// device, OrtMemTypeDefault)`, ONNX Runtime `onnxruntime_c_api.h`; "Cuda" is the name the
+    /// CUDA execution provider registers its allocator under).
+    #[cfg(feature = "cuda")]
+    fn cuda(device: u32) -> Result<Self, String> {
+        let mut p = ptr::null_mut();
+        // SAFETY: the name is a NUL-terminated literal; CreateMemoryInfo writes a new object
+        // into `p` on success.
+        status(unsafe {
+            (ort::api().CreateMemoryInfo)(
+                c"Cuda".as_ptr(),
+                ffi::OrtAllocatorType::OrtDeviceAllocator,
+                device as std::ffi::c_int,
+                ffi::OrtMemType::OrtMemTypeDefault,
+                &mut p,
+            )
+        })?;
+        Ok(CpuMemoryInfo(p))
+    }
+
     fn new() -> Result<Self, String> {
         let mut p = ptr::null_mut();
         // SAFETY: CreateCpuMemoryInfo writes a new object into `p` on success.
@@ -370,6 +393,20 @@ pub struct OrtEngine {
     path: PathBuf,
     input: Tensor,
     outputs: Vec<Tensor>,
+    /// Device memory behind `input` and `outputs` on the CUDA path (dropped after the values
+    /// that borrow it), and the stream the session runs on.
+    #[cfg(feature = "cuda")]
+    _device_bufs: Vec<crate::gpu::DeviceBuffer>,
+    #[cfg(feature = "cuda")]
+    stream: Option<std::sync::Arc<crate::gpu::CudaStream>>,
+}
+
+/// Address and length of a tensor's bytes, host or device.
+fn tensor_addr(t: &mut Tensor) -> (*mut u8, usize) {
+    match &mut t.mem {
+        TensorMem::Host(b) => (b.as_mut_ptr(), b.len()),
+        TensorMem::Device { ptr, bytes, .. } => (*ptr as usize as *mut u8, *bytes),
+    }
 }
 
 // SAFETY: the raw pointers are owned handles (values, names) used only through `&mut self`;
@@ -463,28 +500,168 @@ fn recognise_head(item_shape: &[usize], w: usize, h: usize) -> Result<HeadKind, 
     }
 }
 
+/// The CUDA stream a CUDA engine runs on (nothing without the `cuda` feature).
+#[cfg(feature = "cuda")]
+type StreamArg = Option<std::sync::Arc<crate::gpu::CudaStream>>;
+#[cfg(not(feature = "cuda"))]
+type StreamArg = Option<std::convert::Infallible>;
+
+#[cfg(feature = "cuda")]
+fn gpu_err(e: crate::gpu::GpuError) -> EngineError {
+    match e {
+        crate::gpu::GpuError::Unavailable(u) => EngineError::Unavailable(u),
+        other => EngineError::Backend {
+            backend: BACKEND_CUDA,
+            msg: other.to_string(),
+        },
+    }
+}
+
+/// Appends the CUDA execution provider to the session options, running on `stream`.
+///
+/// `OrtCUDAProviderOptionsV2` through `CreateCUDAProviderOptions` /
+/// `UpdateCUDAProviderOptions` / `UpdateCUDAProviderOptionsWithValue("user_compute_stream")`
+/// / `SessionOptionsAppendExecutionProvider_CUDA_V2` (ONNX Runtime C API, and the CUDA EP
+/// documentation "Configuration options": `user_compute_stream` makes every kernel of the
+/// session run on that stream; `do_copy_in_default_stream` keeps ORT's own copies there too).
+#[cfg(feature = "cuda")]
+fn append_cuda(
+    options: *mut ffi::OrtSessionOptions,
+    device: u32,
+    stream: &crate::gpu::CudaStream,
+) -> Result<(), String> {
+    let api = ort::api();
+    let mut cuda = ptr::null_mut();
+    // SAFETY: writes a new options object into `cuda`, released below.
+    status(unsafe { (api.CreateCUDAProviderOptions)(&mut cuda) })?;
+    let device_s = CString::new(device.to_string()).map_err(|e| e.to_string())?;
+    let keys = [
+        c"device_id".as_ptr(),
+        c"do_copy_in_default_stream".as_ptr(),
+        c"cudnn_conv_algo_search".as_ptr(),
+        c"arena_extend_strategy".as_ptr(),
+    ];
+    let values = [
+        device_s.as_ptr(),
+        c"1".as_ptr(),
+        c"HEURISTIC".as_ptr(),
+        c"kSameAsRequested".as_ptr(),
+    ];
+    // Extra `key=value` pairs (comma-separated) from JETWATCH_ORT_CUDA_OPTIONS, applied after
+    // ours, e.g. `cudnn_conv_algo_search=EXHAUSTIVE,prefer_nhwc=1` (start-up only).
+    let extra: Vec<(CString, CString)> = std::env::var("JETWATCH_ORT_CUDA_OPTIONS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((CString::new(k.trim()).ok()?, CString::new(v.trim()).ok()?)))
+        .collect();
+    let mut keys = keys.to_vec();
+    let mut values = values.to_vec();
+    for (k, v) in &extra {
+        keys.push(k.as_ptr());
+        values.push(v.as_ptr());
+    }
+    // SAFETY: `cuda` is valid; the key and value arrays hold `keys.len()` NUL-terminated
+    // strings alive for the call (`extra` outlives it); the stream handle stays valid for the
+    // session's life (the engine keeps an `Arc` of it and drops the session first).
+    let r = status(unsafe {
+        (api.UpdateCUDAProviderOptions)(cuda, keys.as_ptr(), values.as_ptr(), keys.len())
+    })
+    .and_then(|_| {
+        // SAFETY: as above; the value is the raw `CUstream`, which ORT stores as a pointer.
+        status(unsafe {
+            (api.UpdateCUDAProviderOptionsWithValue)(
+                cuda,
+                c"user_compute_stream".as_ptr(),
+                stream.raw() as *mut std::ffi::c_void,
+            )
+        })
+    })
+    .and_then(|_| {
+        // SAFETY: `options` is the builder's live session options; `cuda` is valid and is
+        // copied by ORT during the call.
+        status(unsafe { (api.SessionOptionsAppendExecutionProvider_CUDA_V2)(options, cuda) })
+    });
+    // SAFETY: created above, released once.
+    unsafe { (api.ReleaseCUDAProviderOptions)(cuda) };
+    r
+}
+
 impl OrtEngine {
     /// Loads `model.path` (`.onnx` or `.onnx.gz`), validates its input and output layout,
     /// allocates and binds its tensors for `opts.max_batch`, and runs it once on zeros.
+    ///
+    /// With [`OrtDevice::Cuda`] the engine opens the device's primary context and a stream of
+    /// its own; a pipeline that shares its stream calls [`OrtEngine::load_on_stream`].
     pub fn load(model: &ModelConfig, opts: OrtOptions) -> Result<OrtEngine, EngineError> {
+        match opts.device {
+            OrtDevice::Cpu => Self::load_inner(model, opts, None),
+            OrtDevice::Cuda { device } => {
+                #[cfg(feature = "cuda")]
+                {
+                    let ctx = crate::gpu::CudaContext::new(device).map_err(gpu_err)?;
+                    let stream = crate::gpu::CudaStream::new(&ctx).map_err(gpu_err)?;
+                    Self::load_on_stream(model, opts, stream)
+                }
+                #[cfg(not(feature = "cuda"))]
+                Err(EngineError::Unavailable(Unavailable {
+                    backend: BACKEND_CUDA,
+                    reason: format!(
+                        "the ONNX Runtime CUDA execution provider (device {device}) needs a \
+                         build with `--features cuda13` (or cuda12); use device = cpu"
+                    ),
+                }))
+            }
+        }
+    }
+
+    /// A CUDA engine whose session runs on `stream` (the pipeline's), with its input and
+    /// output tensors allocated once in device memory of the stream's GPU
+    /// (`TensorMem::Device`). `opts.device` must be `Cuda` on the stream's device.
+    /// `libonnxruntime_providers_cuda.so` (and `_shared`) must sit next to the located
+    /// `libonnxruntime.so` (the `onnxruntime-gpu` wheel layout), with cuDNN 9 and cuBLAS
+    /// on the loader path.
+    #[cfg(feature = "cuda")]
+    pub fn load_on_stream(
+        model: &ModelConfig,
+        opts: OrtOptions,
+        stream: std::sync::Arc<crate::gpu::CudaStream>,
+    ) -> Result<OrtEngine, EngineError> {
+        let ordinal = stream.context().ordinal();
+        if opts.device != (OrtDevice::Cuda { device: ordinal }) {
+            return Err(EngineError::Backend {
+                backend: BACKEND_CUDA,
+                msg: format!(
+                    "options ask for {:?} but the stream is on CUDA device {ordinal}",
+                    opts.device
+                ),
+            });
+        }
+        Self::load_inner(model, opts, Some(stream))
+    }
+
+    /// The CUDA stream the session runs on (CUDA engines only).
+    #[cfg(feature = "cuda")]
+    pub fn stream(&self) -> Option<&std::sync::Arc<crate::gpu::CudaStream>> {
+        self.stream.as_ref()
+    }
+
+    fn load_inner(
+        model: &ModelConfig,
+        opts: OrtOptions,
+        stream: StreamArg,
+    ) -> Result<OrtEngine, EngineError> {
         let path = model.path.clone();
         let layout = |msg: String| EngineError::Layout {
             path: path.clone(),
             msg,
         };
-        let backend_err = |msg: String| EngineError::Backend {
-            backend: BACKEND_CPU,
-            msg,
+        let backend: &'static str = if stream.is_some() {
+            BACKEND_CUDA
+        } else {
+            BACKEND_CPU
         };
-        if let OrtDevice::Cuda { device } = opts.device {
-            return Err(EngineError::Unavailable(Unavailable {
-                backend: "onnxruntime-cuda",
-                reason: format!(
-                    "the ONNX Runtime CUDA execution provider (device {device}) is not wired \
-                     into this build; use the TensorRT engine or device = cpu"
-                ),
-            }));
-        }
+        let backend_err = |msg: String| EngineError::Backend { backend, msg };
         if opts.max_batch == 0 {
             return Err(layout("max_batch must be at least 1".into()));
         }
@@ -499,6 +676,31 @@ impl OrtEngine {
             builder = builder
                 .with_intra_threads(opts.threads)
                 .map_err(|e| backend_err(format!("intra-op threads: {e}")))?;
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(st) = &stream {
+            st.context().bind().map_err(gpu_err)?;
+            let provider_dir = lib.parent().unwrap_or(Path::new("."));
+            if !provider_dir
+                .join("libonnxruntime_providers_cuda.so")
+                .is_file()
+            {
+                return Err(EngineError::Unavailable(Unavailable {
+                    backend: BACKEND_CUDA,
+                    reason: format!(
+                        "libonnxruntime_providers_cuda.so is not next to {} (install the \
+                         `onnxruntime-gpu` wheel, whose onnxruntime/capi/ holds both, and \
+                         point ORT_DYLIB_PATH at its libonnxruntime.so)",
+                        lib.display()
+                    ),
+                }));
+            }
+            append_cuda(builder.ptr_mut(), st.context().ordinal(), st).map_err(|e| {
+                EngineError::Unavailable(Unavailable {
+                    backend: BACKEND_CUDA,
+                    reason: format!("cannot add the CUDA execution provider: {e}"),
+                })
+            })?;
         }
         let session = builder
             .commit_from_memory(&bytes)
@@ -591,7 +793,31 @@ impl OrtEngine {
 
         let names_meta = session.metadata().ok().and_then(|m| m.custom("names"));
 
-        let mem = CpuMemoryInfo::new().map_err(backend_err)?;
+        let mem = match &stream {
+            #[cfg(feature = "cuda")]
+            Some(st) => CpuMemoryInfo::cuda(st.context().ordinal()).map_err(backend_err)?,
+            #[allow(unreachable_patterns)]
+            _ => CpuMemoryInfo::new().map_err(backend_err)?,
+        };
+        #[cfg(feature = "cuda")]
+        let mut device_bufs: Vec<crate::gpu::DeviceBuffer> = Vec::new();
+        // Host tensors, or device tensors (zeroed) from the stream's GPU.
+        #[allow(unused_mut)]
+        let mut new_tensor = |spec: TensorSpec| -> Result<Tensor, EngineError> {
+            match &stream {
+                #[cfg(feature = "cuda")]
+                Some(st) => {
+                    let (buf, t) = crate::gpu::DeviceBuffer::for_tensor(st.context(), spec)
+                        .map_err(gpu_err)?;
+                    buf.memset_async(0, st).map_err(gpu_err)?;
+                    st.synchronize().map_err(gpu_err)?;
+                    device_bufs.push(buf);
+                    Ok(t)
+                }
+                #[allow(unreachable_patterns)]
+                _ => Ok(Tensor::host(spec)),
+            }
+        };
         let input_name_c = CString::new(input_name.clone())
             .map_err(|_| layout("input name contains NUL".into()))?;
         let output_names: Vec<CString> = out_meta
@@ -600,11 +826,11 @@ impl OrtEngine {
             .collect::<Result<_, _>>()
             .map_err(|_| layout("an output name contains NUL".into()))?;
 
-        let mut input = Tensor::host(TensorSpec {
+        let mut input = new_tensor(TensorSpec {
             name: input_name.clone(),
             dtype: in_dtype,
             shape: vec![opts.max_batch, 3, h, w],
-        });
+        })?;
 
         let mut engine = OrtEngine {
             sets: Vec::new(),
@@ -631,7 +857,7 @@ impl OrtEngine {
                 labels: Vec::new(),
                 max_batch: opts.max_batch,
             },
-            backend: BACKEND_CPU.to_string(),
+            backend: backend.to_string(),
             path: path.clone(),
             input: Tensor::host(TensorSpec {
                 name: String::new(),
@@ -639,6 +865,10 @@ impl OrtEngine {
                 shape: vec![0],
             }),
             outputs: Vec::new(),
+            #[cfg(feature = "cuda")]
+            _device_bufs: Vec::new(),
+            #[cfg(feature = "cuda")]
+            stream: None,
         };
 
         // Probe: run batch 1 (or the fixed batch) on zeros with ONNX Runtime allocating the
@@ -712,25 +942,38 @@ impl OrtEngine {
             .map(|((name, dt), item)| {
                 let mut shape = vec![opts.max_batch];
                 shape.extend_from_slice(item);
-                Tensor::host(TensorSpec {
+                new_tensor(TensorSpec {
                     name: name.clone(),
                     dtype: *dt,
                     shape,
                 })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         engine.input = input;
+        #[cfg(feature = "cuda")]
+        {
+            engine._device_bufs = device_bufs;
+            engine.stream = stream;
+        }
         let batches: Vec<usize> = if dynamic_batch {
             (1..=opts.max_batch).collect()
         } else {
             vec![opts.max_batch]
         };
-        for b in batches {
+        for &b in &batches {
             let set = engine.make_set(b).map_err(backend_err)?;
             engine.sets.push(set);
         }
-        // Warm-up run at full batch (also checks the bound buffers are accepted).
-        engine.run(opts.max_batch)?;
+        // Warm-up runs (also check the bound buffers are accepted): full batch on the CPU;
+        // every batch size on CUDA, where the first run of a shape picks convolution
+        // algorithms and grows the arena, which must not happen on the frame path.
+        if backend == BACKEND_CUDA {
+            for &b in batches.iter().rev() {
+                engine.run(b)?;
+            }
+        } else {
+            engine.run(opts.max_batch)?;
+        }
         Ok(engine)
     }
 
@@ -744,20 +987,12 @@ impl OrtEngine {
         w: usize,
     ) -> Result<Vec<Vec<i64>>, String> {
         let item = 3 * h * w * input.spec.dtype.size();
-        let Some(buf) = input.host_buf_mut() else {
-            return Err("input is not host memory".into());
-        };
+        let (addr, _) = tensor_addr(input);
         let shape = [batch as i64, 3, h as i64, w as i64];
         // SAFETY: the value borrows `buf` (alive and not otherwise referenced during this
         // function); it is released before we return.
         let value = unsafe {
-            BorrowedValue::new(
-                &self._mem,
-                buf.as_mut_ptr(),
-                batch * item,
-                &shape,
-                input.spec.dtype,
-            )?
+            BorrowedValue::new(&self._mem, addr, batch * item, &shape, input.spec.dtype)?
         };
         let n_out = self.output_name_ptrs.len();
         let mut outs: Vec<*mut ffi::OrtValue> = vec![ptr::null_mut(); n_out];
@@ -802,11 +1037,8 @@ impl OrtEngine {
             .chain(spec.shape[1..].iter().map(|d| *d as i64))
             .collect();
         let bytes = b * spec.item_elements() * spec.dtype.size();
-        let Some(buf) = self.input.host_buf_mut() else {
-            return Err("input is not host memory".into());
-        };
-        let addr = buf.as_mut_ptr();
-        self.input_addr = (addr as usize, buf.len());
+        let (addr, len) = tensor_addr(&mut self.input);
+        self.input_addr = (addr as usize, len);
         // SAFETY: the input tensor is owned by the engine, outlives the value (field order)
         // and is only touched by Rust between runs.
         let input = unsafe { BorrowedValue::new(&self._mem, addr, bytes, &shape, spec.dtype)? };
@@ -817,14 +1049,11 @@ impl OrtEngine {
                 .chain(spec.shape[1..].iter().map(|d| *d as i64))
                 .collect();
             let bytes = b * spec.item_elements() * spec.dtype.size();
-            let Some(buf) = t.host_buf_mut() else {
-                return Err("output is not host memory".into());
-            };
+            let (addr, _) = tensor_addr(t);
             // SAFETY: as for the input; the output tensors are only exposed as `&` and are
             // never replaced.
-            outputs.push(unsafe {
-                BorrowedValue::new(&self._mem, buf.as_mut_ptr(), bytes, &shape, spec.dtype)?
-            });
+            outputs
+                .push(unsafe { BorrowedValue::new(&self._mem, addr, bytes, &shape, spec.dtype)? });
         }
         Ok(RunSet {
             input_ptrs: [input.0 as *const ffi::OrtValue],
@@ -881,20 +1110,22 @@ impl Engine for OrtEngine {
 
     fn run(&mut self, batch: usize) -> Result<(), EngineError> {
         let max = self.info.max_batch;
+        let backend = if self.backend == BACKEND_CUDA {
+            BACKEND_CUDA
+        } else {
+            BACKEND_CPU
+        };
         if batch == 0 || batch > max {
             return Err(EngineError::Backend {
-                backend: BACKEND_CPU,
+                backend,
                 msg: format!("batch of {batch} requested; this engine runs 1..={max}"),
             });
         }
         // The values point into the input buffer: refuse to run if it was replaced.
-        let same = match self.input.host_buf_mut() {
-            Some(b) => (b.as_mut_ptr() as usize, b.len()) == self.input_addr,
-            None => false,
-        };
-        if !same {
+        let (addr, len) = tensor_addr(&mut self.input);
+        if (addr as usize, len) != self.input_addr {
             return Err(EngineError::Backend {
-                backend: BACKEND_CPU,
+                backend,
                 msg: "the bound input tensor was replaced; write into Engine::input_mut() \
                       without reallocating it"
                     .into(),
@@ -921,7 +1152,7 @@ impl Engine for OrtEngine {
             )
         };
         status(st).map_err(|msg| EngineError::Backend {
-            backend: BACKEND_CPU,
+            backend,
             msg: format!("run failed: {msg}"),
         })?;
         // ONNX Runtime must have written into our buffers, not replaced the values.

@@ -50,13 +50,110 @@ pub enum BuildError {
     Config(String),
 }
 
+/// The pipeline's CUDA stream when the GPU path is chosen (every GPU stage queues on it).
+#[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+pub type GpuStream = std::sync::Arc<crate::gpu::CudaStream>;
+/// Without the GPU features there is never a GPU stream.
+#[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+pub type GpuStream = std::convert::Infallible;
+
+/// Decides the device: `cpu`, `cuda` (an error if the build or host cannot), or `auto` (the
+/// GPU path when this build has `cuda13,nvdec,ort` and the host has libcuda, a CUDA device,
+/// libnvcuvid and ONNX Runtime's CUDA provider next to `libonnxruntime.so`). Returns the
+/// pipeline stream on the primary context of `pipeline.gpu` for the GPU path.
+pub fn open_gpu(cfg: &Config) -> Result<Option<GpuStream>, BuildError> {
+    let p = &cfg.pipeline;
+    #[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+    {
+        let unavailable = |u: Unavailable| BuildError::Engine(EngineError::Unavailable(u));
+        let open = || -> Result<GpuStream, BuildError> {
+            let gpu_err = |e: crate::gpu::GpuError| match e {
+                crate::gpu::GpuError::Unavailable(u) => unavailable(u),
+                other => BuildError::Config(format!("CUDA device {}: {other}", p.gpu)),
+            };
+            crate::gpu::init().map_err(gpu_err)?;
+            let ctx = crate::gpu::CudaContext::new(p.gpu).map_err(gpu_err)?;
+            crate::gpu::CudaStream::new(&ctx).map_err(gpu_err)
+        };
+        match p.device {
+            DeviceChoice::Cpu => Ok(None),
+            DeviceChoice::Cuda => open().map(Some),
+            DeviceChoice::Auto => {
+                let have_provider = crate::engine::ort::locate_onnxruntime(None)
+                    .ok()
+                    .and_then(|l| {
+                        l.parent()
+                            .map(|d| d.join("libonnxruntime_providers_cuda.so"))
+                    })
+                    .is_some_and(|f| f.is_file());
+                let have_nvdec = crate::probe::find_library(&["libnvcuvid.so.1"]).is_some();
+                let usable = have_provider
+                    && have_nvdec
+                    && crate::gpu::init().is_ok()
+                    && crate::gpu::device_count().unwrap_or(0) > p.gpu as usize
+                    && matches!(p.engine, EngineChoice::Auto | EngineChoice::Onnxruntime)
+                    && matches!(p.decoder, DecoderChoice::Auto | DecoderChoice::Nvdec);
+                if usable {
+                    open().map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+    #[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+    match p.device {
+        DeviceChoice::Cpu | DeviceChoice::Auto => Ok(None),
+        DeviceChoice::Cuda => Err(BuildError::Engine(EngineError::Unavailable(Unavailable {
+            backend: "CUDA pipeline",
+            reason: "this build lacks the GPU features (build with --features cuda13,nvdec)".into(),
+        }))),
+    }
+}
+
 /// Opens a decoder for one stream according to the configured choice.
 pub fn open_decoder(
     choice: DecoderChoice,
     info: &StreamInfo,
     cfg: &Config,
 ) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
+    open_decoder_on(choice, info, cfg, None)
+}
+
+/// [`open_decoder`] for a pipeline on `gpu` (the GPU path): NVDEC, mapping its pictures on
+/// the pipeline stream (`NvdecDecoder::set_pipeline_stream`).
+pub fn open_decoder_on(
+    choice: DecoderChoice,
+    info: &StreamInfo,
+    cfg: &Config,
+    gpu: Option<&GpuStream>,
+) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
     let p = &cfg.pipeline;
+    #[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+    if let Some(stream) = gpu {
+        return match choice {
+            DecoderChoice::Auto | DecoderChoice::Nvdec => {
+                let mut d = crate::decode::nvdec::NvdecDecoder::new(
+                    info,
+                    stream.context().ordinal(),
+                    p.frames_in_flight,
+                    p.max_width,
+                    p.max_height,
+                )?;
+                d.set_pipeline_stream(stream.clone());
+                Ok((Box::new(d), "nvdec"))
+            }
+            other => Err(DecodeError::Unavailable(Unavailable {
+                backend: "GPU pipeline",
+                reason: format!(
+                    "device = cuda decodes with NVDEC; decoder {other:?} is not usable with it \
+                     (set decoder = auto or nvdec, or device = cpu)"
+                ),
+            })),
+        };
+    }
+    #[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+    let _ = gpu;
     let pool = p.frames_in_flight;
     let hw_hint = " (H.265 needs a hardware decoder: NVDEC on a dGPU with `--features nvdec`, or the Jetson decoder)";
     match choice {
@@ -105,9 +202,46 @@ pub fn open_decoder(
     }
 }
 
-/// Loads the engine according to the configured choice.
+/// Loads the engine according to the configured choice (CPU, or CUDA on its own stream when
+/// `device = cuda`; the pipeline uses [`open_engine_on`] to share its stream).
 pub fn open_engine(cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
+    open_engine_on(cfg, None)
+}
+
+/// [`open_engine`]; with `gpu`, ONNX Runtime's CUDA execution provider running on that stream
+/// with device input and output tensors.
+pub fn open_engine_on(
+    cfg: &Config,
+    gpu: Option<&GpuStream>,
+) -> Result<Box<dyn Engine>, EngineError> {
     let p = &cfg.pipeline;
+    #[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+    if let Some(stream) = gpu {
+        use crate::engine::ort::{OrtDevice, OrtEngine, OrtOptions};
+        if p.engine == EngineChoice::Tensorrt {
+            return Err(EngineError::Unavailable(Unavailable {
+                backend: "tensorrt",
+                reason: "the GPU pipeline runs ONNX Runtime's CUDA provider in this version; \
+                         use engine = \"onnxruntime\" (see docs/hardware-matrix.md)"
+                    .into(),
+            }));
+        }
+        let e = OrtEngine::load_on_stream(
+            &cfg.model,
+            OrtOptions {
+                device: OrtDevice::Cuda {
+                    device: stream.context().ordinal(),
+                },
+                max_batch: p.batch_size,
+                threads: p.cpu_threads,
+                library: None,
+            },
+            stream.clone(),
+        )?;
+        return Ok(Box::new(e));
+    }
+    #[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+    let _ = gpu;
     match p.engine {
         EngineChoice::Tensorrt => match crate::engine::tensorrt::prefer_tensorrt() {
             Err(u) => Err(EngineError::Unavailable(u)),
@@ -155,7 +289,8 @@ fn open_ort(_cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
 /// Opens sources, decoders and the engine, and sizes every pool.
 pub fn build(cfg: &Config) -> Result<Built, BuildError> {
     let p = &cfg.pipeline;
-    let engine = open_engine(cfg)?;
+    let gpu = open_gpu(cfg)?;
+    let engine = open_engine_on(cfg, gpu.as_ref())?;
     let model = engine.model().clone();
     let labels = model.labels.clone();
     let class_filter = cfg.class_filter(&labels).map_err(BuildError::Config)?;
@@ -179,9 +314,11 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
             )));
         }
         let (decoder, name) =
-            open_decoder(p.decoder, &info, cfg).map_err(|e| BuildError::Decoder {
-                camera: cam.name.clone(),
-                source: e,
+            open_decoder_on(p.decoder, &info, cfg, gpu.as_ref()).map_err(|e| {
+                BuildError::Decoder {
+                    camera: cam.name.clone(),
+                    source: e,
+                }
             })?;
         decoder_name = name;
         log::info!(
@@ -201,25 +338,18 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
             pacing: cam.pacing,
         });
     }
-    let preprocess = Box::new(crate::preprocess::cpu::CpuPreprocess::new(model.preprocess));
-    let postprocess = Box::new(
-        crate::postprocess::cpu::CpuPostprocess::new(
-            model.head,
-            PostprocessOptions {
-                score_threshold: cfg.model.score_threshold,
-                iou_threshold: cfg.model.iou_threshold,
-                max_detections: cfg.model.max_detections,
-                class_filter,
-            },
-            p.batch_size,
-        )
-        .map_err(|e| BuildError::Config(e.to_string()))?,
-    );
+    let post_opts = PostprocessOptions {
+        score_threshold: cfg.model.score_threshold,
+        iou_threshold: cfg.model.iou_threshold,
+        max_detections: cfg.model.max_detections,
+        class_filter,
+    };
+    let (preprocess, postprocess, stage_name) = cpu_or_gpu_stages(cfg, &model, post_opts, gpu)?;
     let backends = Backends {
         decoder: decoder_name,
         engine: engine.backend().to_string(),
-        preprocess: "cpu",
-        postprocess: "cpu",
+        preprocess: stage_name,
+        postprocess: stage_name,
     };
     let max_message_bytes =
         crate::wire::max_encoded_len(cfg.publish.format, cfg.model.max_detections, &labels);
@@ -249,6 +379,50 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
         backends,
         labels,
     })
+}
+
+type StagePair = (
+    Box<dyn crate::preprocess::Preprocess>,
+    Box<dyn crate::postprocess::Postprocess>,
+    &'static str,
+);
+
+/// Preprocess and postprocess: the CUDA kernels on the pipeline stream (device input batch
+/// written by the fused preprocess, NMS scratch and pinned results allocated here, once), or
+/// the CPU twins.
+fn cpu_or_gpu_stages(
+    cfg: &Config,
+    model: &crate::engine::ModelInfo,
+    post_opts: PostprocessOptions,
+    gpu: Option<GpuStream>,
+) -> Result<StagePair, BuildError> {
+    let p = &cfg.pipeline;
+    #[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+    if let Some(stream) = gpu {
+        let gpu_err = |e: crate::gpu::GpuError| match e {
+            crate::gpu::GpuError::Unavailable(u) => BuildError::Engine(EngineError::Unavailable(u)),
+            other => BuildError::Config(format!("GPU stages: {other}")),
+        };
+        let pre = crate::preprocess::cuda::CudaPreprocess::new(stream.clone(), model.preprocess)
+            .map_err(gpu_err)?;
+        let (cw, ch) = (model.preprocess.width, model.preprocess.height);
+        let post = crate::postprocess::cuda::CudaPostprocess::with_canvas(
+            stream,
+            model.head,
+            post_opts,
+            p.batch_size,
+            cw,
+            ch,
+        )
+        .map_err(gpu_err)?;
+        return Ok((Box::new(pre), Box::new(post), "cuda"));
+    }
+    #[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+    let _ = gpu;
+    let pre = crate::preprocess::cpu::CpuPreprocess::new(model.preprocess);
+    let post = crate::postprocess::cpu::CpuPostprocess::new(model.head, post_opts, p.batch_size)
+        .map_err(|e| BuildError::Config(e.to_string()))?;
+    Ok((Box::new(pre), Box::new(post), "cpu"))
 }
 
 /// The retained birth message for `status` (with the class names, so subscribers of the
