@@ -33,6 +33,13 @@ pub trait Engine: Send {
     fn run(&mut self, batch: usize) -> Result<(), EngineError>;
     /// The bound outputs, valid after `run` returns.
     fn outputs(&self) -> &[Tensor];
+    /// Waits until all device work queued on the engine's stream (including a preprocess
+    /// launched there) has finished. The pipeline calls it before giving pictures back to
+    /// their decoder when a batch failed part-way, since the GPU may still be reading them.
+    /// Host engines have nothing to wait for.
+    fn synchronize(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 pub mod labels;

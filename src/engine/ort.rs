@@ -1096,6 +1096,16 @@ unsafe fn value_shape(v: *const ffi::OrtValue) -> Result<Vec<i64>, String> {
 }
 
 impl Engine for OrtEngine {
+    fn synchronize(&mut self) -> Result<(), EngineError> {
+        #[cfg(feature = "cuda")]
+        if let Some(stream) = &self.stream {
+            return stream.synchronize().map_err(|e| EngineError::Backend {
+                backend: "onnxruntime-cuda",
+                msg: format!("stream synchronize: {e}"),
+            });
+        }
+        Ok(())
+    }
     fn backend(&self) -> &str {
         &self.backend
     }

@@ -636,6 +636,12 @@ fn infer_loop(
                 rep.engine_errors += 1;
                 consecutive_errors += 1;
                 log::error!("batch of {n} failed: {e}");
+                // Device work queued before the failure may still read the pictures: wait
+                // for it before they go back to their decoders (on success, postprocess has
+                // already waited for its results).
+                if let Err(se) = stages.engine.synchronize() {
+                    log::error!("after a failed batch: {se}");
+                }
                 if consecutive_errors >= 10 {
                     rep.fatal = Some(format!("10 batches in a row failed; last error: {e}"));
                     ctx.stop.store(true, Ordering::SeqCst);

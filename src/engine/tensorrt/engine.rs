@@ -286,6 +286,18 @@ pub struct TensorRtEngine {
 unsafe impl Send for TensorRtEngine {}
 
 impl EngineTrait for TensorRtEngine {
+    fn synchronize(&mut self) -> Result<(), EngineError> {
+        // SAFETY: bind's caller guaranteed the stream outlives self; cuStreamSynchronize only
+        // waits on it.
+        let r = unsafe {
+            cudarc::driver::sys::cuStreamSynchronize(self.stream as cudarc::driver::sys::CUstream)
+        };
+        if r == cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+            Ok(())
+        } else {
+            Err(backend(format!("cuStreamSynchronize: {r:?}")))
+        }
+    }
     fn backend(&self) -> &str {
         &self.label
     }
