@@ -9,16 +9,16 @@ tools/setup.sh
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(python3 -c "import onnxruntime, os, glob; d = os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'); print(sorted(glob.glob(os.path.join(d, 'libonnxruntime.so*')))[-1])")}"
 export RUST_LOG="${RUST_LOG:-warn}"
 
-echo "== cargo test (default features) =="
+echo "== [$(date +%T)] cargo test (default features) =="
 cargo test --workspace --locked
 
 if [ -x tools/vm/run-tests.sh ]; then
-  echo "== V4L2 decoder and camera tests in a VM =="
+  echo "== [$(date +%T)] V4L2 decoder and camera tests in a VM =="
   tools/vm/run-tests.sh
 fi
 
 if [ -x tools/fuzz.sh ]; then
-  echo "== fuzz (short) =="
+  echo "== [$(date +%T)] fuzz (short) =="
   FUZZ_TARGETS="au_assembly sps config wire_decode" FUZZ_FEATURES=wire tools/fuzz.sh "${FUZZ_SECONDS:-15}"
 fi
 echo "tools/test.sh: all passed"

@@ -36,7 +36,14 @@ echo "vm: kernel $kernel ($(( $(date +%s) - t0 )) s)" >&2
 
 # Test binary (dynamic glibc; its libraries go into the initramfs).
 test_bin="$(cd "$repo" && cargo test --test v4l2_vm --no-run --message-format=json 2>/dev/null \
-  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
+  | python3 -c 'import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "v4l2_vm" and m.get("executable"):
+        print(m["executable"])' | tail -n 1)"
 [ -x "$test_bin" ] || { echo "vm: could not build tests/v4l2_vm.rs" >&2; (cd "$repo" && cargo test --test v4l2_vm --no-run) ; exit 2; }
 echo "vm: test binary $test_bin ($(( $(date +%s) - t0 )) s)" >&2
 
