@@ -414,9 +414,6 @@ fn cmd_demo(
         birth,
         clock.clone(),
     )?;
-    let per_class = Arc::new(std::sync::Mutex::new(
-        std::collections::BTreeMap::<u16, u64>::new(),
-    ));
     let gt = jetwatch::assets::shared_dir()
         .map(|s| s.join(jetwatch::assets::DEMO_GT))
         .filter(|p| {
@@ -425,17 +422,33 @@ fn cmd_demo(
                 && p.is_file()
         })
         .and_then(|p| jetwatch::eval::GroundTruth::load(&p).ok());
-    let eval = Arc::new(std::sync::Mutex::new(jetwatch::eval::Evaluator::default()));
-    let (pc, ev, gt2) = (per_class.clone(), eval.clone(), gt.clone());
-    let observer: pipeline::FrameObserver = Box::new(move |meta, dets| {
-        if let Ok(mut m) = pc.lock() {
-            for d in dets {
-                *m.entry(d.class).or_default() += 1;
+    // The demo's bookkeeping (counts per class, scoring against the ground truth) runs on its
+    // own thread: the observer only copies the fixed-size detection list into a pre-allocated
+    // channel, so the frame path stays allocation-free in the demo too.
+    let (obs_tx, obs_rx) =
+        crossbeam_channel::bounded::<(u64, jetwatch::postprocess::DetectionList)>(512);
+    let gt2 = gt.clone();
+    let stats = std::thread::Builder::new()
+        .name("demo-stats".into())
+        .spawn(move || {
+            let mut per_class = std::collections::BTreeMap::<u16, u64>::new();
+            let mut eval = jetwatch::eval::Evaluator::default();
+            for (seq, dets) in obs_rx {
+                for d in &dets {
+                    *per_class.entry(d.class).or_default() += 1;
+                }
+                if let Some(gt) = &gt2 {
+                    eval.add_frame(gt, seq, &dets, 0, 0.5);
+                }
             }
+            (per_class, eval)
+        })?;
+    let observer: pipeline::FrameObserver = Box::new(move |meta, dets| {
+        let mut list = jetwatch::postprocess::DetectionList::new();
+        for d in dets {
+            let _ = list.push(*d);
         }
-        if let (Some(gt), Ok(mut e)) = (&gt2, ev.lock()) {
-            e.add_frame(gt, meta.seq, dets, 0, 0.5);
-        }
+        let _ = obs_tx.try_send((meta.seq, list));
     });
     let p = Pipeline::start(
         built.streams,
@@ -463,7 +476,11 @@ fn cmd_demo(
         received.load(Ordering::Relaxed),
         ps.dropped
     );
-    if let Ok(m) = per_class.lock() {
+    let (per_class, eval) = stats
+        .join()
+        .map_err(|_| anyhow::anyhow!("the demo-stats thread panicked"))?;
+    {
+        let m = &per_class;
         let mut line = String::from("detections by class:");
         for (c, n) in m.iter() {
             let name = labels.get(*c as usize).map(String::as_str).unwrap_or("?");
@@ -472,7 +489,8 @@ fn cmd_demo(
         println!("{line}");
     }
     if gt.is_some() {
-        if let Ok(e) = eval.lock() {
+        {
+            let e = &eval;
             println!(
                 "person vs TUD-Campus ground truth (IoU >= 0.5): recall {:.3}, precision {:.3} ({} of {} boxes)",
                 e.score.recall(),
