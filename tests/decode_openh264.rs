@@ -19,16 +19,9 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const MAX_AU: usize = 4 << 20;
 
 fn media() -> PathBuf {
-    let shared = std::env::var_os("JETWATCH_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let m = shared.join("media");
-    assert!(
-        m.join("TUD-Campus.h264").is_file(),
-        "test media not found in {} (set JETWATCH_SHARED to the shared directory)",
-        m.display()
-    );
-    m
+    jetwatch::assets::shared_dir()
+        .expect("test media not found (set JETWATCH_SHARED to the shared directory)")
+        .join("media")
 }
 
 /// Decodes a whole file; returns (pictures, corrupt AUs, first picture's luma rows).

@@ -20,18 +20,9 @@ use jetwatch::preprocess::{Letterbox, Preprocess, PreprocessJob};
 static ALLOC: CountingAlloc = CountingAlloc;
 
 fn shared() -> PathBuf {
-    if let Some(p) = std::env::var_os("JETWATCH_SHARED") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for cand in [root.join("../shared"), root.join("../../shared")] {
-        if cand.join("models").is_dir() {
-            return cand;
-        }
-    }
-    panic!(
-        "shared test data not found: set JETWATCH_SHARED to the folder holding models/ and media/"
-    );
+    jetwatch::assets::shared_dir().expect(
+        "shared test data not found: set JETWATCH_SHARED to the folder holding models/ and media/",
+    )
 }
 
 /// The first `n` frames of TUD-Campus (640×480) as host NV12 pictures (pitch = width).
