@@ -220,15 +220,8 @@ fn cmd_run(path: &Path, max_frames: Option<u64>) -> Result<()> {
     let mut built = pipeline::build::build(&cfg)?;
     built.options.max_frames = max_frames;
     let birth = pipeline::build::birth_message(&cfg, &built);
-    let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(
-            &cfg,
-            built.options.max_message_bytes,
-        ),
-        birth,
-        clock.clone(),
-    )
-    .context("starting the MQTT publisher")?;
+    let (publisher, handle) = pipeline::build::start_publisher(&cfg, &built, birth, clock.clone())
+        .context("starting the MQTT publisher")?;
     log::info!("backends: {:?}", built.backends);
     let p = Pipeline::start(
         built.streams,
@@ -406,14 +399,7 @@ fn cmd_demo(
         built.backends.preprocess,
         built.backends.postprocess
     );
-    let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(
-            &cfg,
-            built.options.max_message_bytes,
-        ),
-        birth,
-        clock.clone(),
-    )?;
+    let (publisher, handle) = pipeline::build::start_publisher(&cfg, &built, birth, clock.clone())?;
     let gt = jetwatch::assets::shared_dir()
         .map(|s| s.join(jetwatch::assets::DEMO_GT))
         .filter(|p| {
@@ -610,14 +596,8 @@ fn cmd_bench(
     let built = pipeline::build::build(&cfg)?;
     let backends = built.backends.clone();
     // The outbox without a broker: the bench measures the frame path, not the network.
-    let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(
-            &cfg,
-            built.options.max_message_bytes,
-        ),
-        String::new(),
-        clock.clone(),
-    )?;
+    let (publisher, handle) =
+        pipeline::build::start_publisher(&cfg, &built, String::new(), clock.clone())?;
     let p = Pipeline::start(
         built.streams,
         built.stages,

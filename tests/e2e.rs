@@ -73,12 +73,8 @@ fn run_frames(cfg: &Config, port: u16, max_frames: Option<u64>) -> Run {
     let mut built = pipeline::build::build(cfg).expect("build pipeline");
     built.options.max_frames = max_frames;
     let birth = pipeline::build::birth_message(cfg, &built);
-    let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(cfg, built.options.max_message_bytes),
-        birth,
-        clock.clone(),
-    )
-    .expect("publisher");
+    let (publisher, handle) =
+        pipeline::build::start_publisher(cfg, &built, birth, clock.clone()).expect("publisher");
     let observed = Arc::new(Mutex::new(Vec::new()));
     let o = observed.clone();
     let observer: pipeline::FrameObserver =

@@ -54,11 +54,9 @@ metrics_interval_s = 1
     let mut built = pipeline::build::build(&cfg).unwrap();
     built.options.warmup_frames = 40;
     built.options.max_frames = Some(240);
-    let (publisher, handle) = jetwatch::publish::mqtt::start(
-        jetwatch::publish::mqtt::PublisherConfig::from_config(
-            &cfg,
-            built.options.max_message_bytes,
-        ),
+    let (publisher, handle) = pipeline::build::start_publisher(
+        &cfg,
+        &built,
         pipeline::build::birth_message(&cfg, &built),
         clock.clone(),
     )

@@ -437,3 +437,23 @@ pub fn birth_message(cfg: &Config, built: &Built) -> String {
         &built.labels,
     )
 }
+
+/// Starts the MQTT publisher for a built pipeline: outbox slots sized for its largest message.
+pub fn start_publisher(
+    cfg: &Config,
+    built: &Built,
+    birth: String,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> Result<
+    (
+        crate::publish::OutboxPublisher,
+        crate::publish::mqtt::PublisherHandle,
+    ),
+    crate::publish::mqtt::PublishError,
+> {
+    crate::publish::mqtt::start(
+        crate::publish::mqtt::PublisherConfig::from_config(cfg, built.options.max_message_bytes),
+        birth,
+        clock,
+    )
+}

@@ -122,24 +122,7 @@ impl CpuPostprocess {
         opts: PostprocessOptions,
         max_batch: usize,
     ) -> Result<Self, StageError> {
-        let canvas = match head {
-            HeadKind::YoloX {
-                anchors,
-                decoded: false,
-                ..
-            } => {
-                // N = S²·(1/64 + 1/256 + 1/1024) = 21·S²/1024 for a square S divisible by 32.
-                let s = ((anchors as f64 * 1024.0 / 21.0).sqrt().round()) as u32;
-                if yolox_anchors(s, s) != anchors {
-                    return Err(err(format!(
-                        "raw YOLOX head with {anchors} anchors does not match a square canvas; \
-                         give the canvas size with CpuPostprocess::with_canvas"
-                    )));
-                }
-                (s, s)
-            }
-            _ => (0, 0),
-        };
+        let canvas = super::default_canvas(head).map_err(err)?;
         Self::with_canvas(head, opts, max_batch, canvas.0, canvas.1)
     }
 
@@ -185,7 +168,7 @@ impl CpuPostprocess {
             ..
         } = head
         {
-            let n = yolox_anchors(canvas_width, canvas_height);
+            let n = super::yolox_anchors(canvas_width, canvas_height);
             if n != anchors {
                 return Err(err(format!(
                     "raw YOLOX head has {anchors} anchors but a {canvas_width}x{canvas_height} \
@@ -399,14 +382,6 @@ impl CpuPostprocess {
             self.select(lb, list);
         }
     }
-}
-
-/// Number of anchors of the YOLOX grids (strides 8, 16, 32) on a `w × h` canvas.
-fn yolox_anchors(w: u32, h: u32) -> usize {
-    [8u32, 16, 32]
-        .iter()
-        .map(|s| (w.div_ceil(*s) * h.div_ceil(*s)) as usize)
-        .sum()
 }
 
 /// Walks the YOLOX grid cells in output order: stride 8, 16, 32, each row-major.
@@ -713,7 +688,7 @@ mod tests {
             1
         )
         .is_err());
-        assert_eq!(yolox_anchors(416, 416), 3549);
+        assert_eq!(crate::postprocess::yolox_anchors(416, 416), 3549);
     }
 
     #[test]

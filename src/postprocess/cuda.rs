@@ -22,14 +22,6 @@ use crate::tensor::{Tensor, TensorMem};
 
 const _: () = assert!(POST_TOP_K == PRE_NMS_TOP_K && POST_MAX_DET == MAX_DETECTIONS);
 
-/// Anchors of the YOLOX grids (strides 8, 16, 32) on a `w × h` canvas.
-fn yolox_anchors(w: u32, h: u32) -> usize {
-    [8u32, 16, 32]
-        .iter()
-        .map(|s| (w.div_ceil(*s) * h.div_ceil(*s)) as usize)
-        .sum()
-}
-
 /// The CUDA postprocess stage.
 pub struct CudaPostprocess {
     head: HeadKind,
@@ -78,23 +70,7 @@ impl CudaPostprocess {
         opts: PostprocessOptions,
         max_batch: usize,
     ) -> Result<Self, GpuError> {
-        let canvas = match head {
-            HeadKind::YoloX {
-                anchors,
-                decoded: false,
-                ..
-            } => {
-                let s = ((anchors as f64 * 1024.0 / 21.0).sqrt().round()) as u32;
-                if yolox_anchors(s, s) != anchors {
-                    return Err(bad(format!(
-                        "raw YOLOX head with {anchors} anchors does not match a square canvas; \
-                         give the canvas size with CudaPostprocess::with_canvas"
-                    )));
-                }
-                (s, s)
-            }
-            _ => (0, 0),
-        };
+        let canvas = super::default_canvas(head).map_err(bad)?;
         Self::with_canvas(stream, head, opts, max_batch, canvas.0, canvas.1)
     }
 
@@ -150,7 +126,7 @@ impl CudaPostprocess {
             )));
         }
         if code == HEAD_YOLOX_RAW {
-            let n = yolox_anchors(canvas_width, canvas_height);
+            let n = super::yolox_anchors(canvas_width, canvas_height);
             if n != anchors {
                 return Err(bad(format!(
                     "raw YOLOX head has {anchors} anchors but a {canvas_width}x{canvas_height} \

@@ -45,6 +45,38 @@ pub enum HeadKind {
     EndToEnd { max_detections: usize },
 }
 
+/// Number of anchors of the YOLOX grids (strides 8, 16, 32) on a `w × h` canvas.
+pub fn yolox_anchors(w: u32, h: u32) -> usize {
+    [8u32, 16, 32]
+        .iter()
+        .map(|s| (w.div_ceil(*s) * h.div_ceil(*s)) as usize)
+        .sum()
+}
+
+/// The canvas a head's boxes are decoded on when the caller does not give one: for a raw YOLOX
+/// head the square `S × S` whose grids have exactly its anchor count
+/// (N = S²·(1/64 + 1/256 + 1/1024) = 21·S²/1024 for S divisible by 32); `(0, 0)` for heads that
+/// carry canvas coordinates themselves. Shared by the CPU twin and the CUDA postprocess so both
+/// decode on the same canvas.
+pub fn default_canvas(head: HeadKind) -> Result<(u32, u32), String> {
+    match head {
+        HeadKind::YoloX {
+            anchors,
+            decoded: false,
+            ..
+        } => {
+            let s = ((anchors as f64 * 1024.0 / 21.0).sqrt().round()) as u32;
+            if yolox_anchors(s, s) != anchors {
+                return Err(format!(
+                    "raw YOLOX head with {anchors} anchors does not match a square canvas; give the canvas size (with_canvas)"
+                ));
+            }
+            Ok((s, s))
+        }
+        _ => Ok((0, 0)),
+    }
+}
+
 /// Thresholds and limits, from the config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostprocessOptions {
