@@ -333,46 +333,48 @@ impl Pacer {
     }
 }
 
-fn decode_loop(mut parts: StreamParts, ctx: DecodeCtx) -> StreamReport {
-    let mut report = StreamReport {
-        name: parts.name.clone(),
-        ..Default::default()
-    };
-    let mut au = AccessUnit::with_capacity(ctx.max_au);
-    let mut pacer = Pacer { anchor: None };
-    let mut outstanding: usize = 0;
-    // Pictures the channel refused during one decode call; recycled right after it.
-    let mut refused: heapless::Vec<(Picture, u32), 32> = heapless::Vec::new();
-    let mut seq: u64 = 0;
-    let mut alloc_mark: Option<u64> = None;
+/// What a decode thread tracks about the pictures it sent downstream.
+struct Downstream {
+    /// Sequence number of the next decoded picture.
+    seq: u64,
+    /// Pictures at the inference thread, not yet given back.
+    outstanding: usize,
+    /// Pictures the channel refused during one decoder call; recycled right after it (the
+    /// decoder is borrowed while it calls the sink).
+    refused: heapless::Vec<(Picture, u32), 32>,
+}
 
-    let emit = |d: Decoded,
-                au_start_ns: u64,
-                capture_ns: u64,
-                seq: &mut u64,
-                refused: &mut heapless::Vec<(Picture, u32), 32>,
-                outstanding: &mut usize,
-                report: &mut StreamReport| {
+impl Downstream {
+    /// Sends one decoded picture to the inference thread without waiting; if the channel is
+    /// full the picture is kept for `recycle_refused` and the drop is counted.
+    fn emit(
+        &mut self,
+        ctx: &DecodeCtx,
+        report: &mut StreamReport,
+        d: Decoded,
+        au_start_ns: u64,
+        capture_ns: u64,
+    ) {
         let meta = FrameMeta {
             stream: ctx.index,
-            seq: *seq,
+            seq: self.seq,
             pts_us: d.pts_us,
             capture_unix_ns: capture_ns,
             decode_start_ns: au_start_ns,
             colour: d.colour,
             token: d.token,
         };
-        *seq += 1;
+        self.seq += 1;
         report.decoded += 1;
         match ctx.tx.try_send(Frame {
             meta,
             picture: d.picture,
         }) {
-            Ok(()) => *outstanding += 1,
+            Ok(()) => self.outstanding += 1,
             Err(TrySendError::Full(f)) | Err(TrySendError::Disconnected(f)) => {
                 report.dropped_queue_full += 1;
                 ctx.live.dropped_queue.fetch_add(1, Ordering::Relaxed);
-                if let Err((pic, tok)) = refused.push((f.picture, f.meta.token)) {
+                if let Err((pic, tok)) = self.refused.push((f.picture, f.meta.token)) {
                     // More refusals in one call than the scratch holds: the picture is
                     // released by dropping it (host memory is freed; device pictures are
                     // plain descriptors the decoder still owns).
@@ -380,12 +382,34 @@ fn decode_loop(mut parts: StreamParts, ctx: DecodeCtx) -> StreamReport {
                 }
             }
         }
+    }
+
+    /// Gives the pictures the channel refused back to their decoder.
+    fn recycle_refused(&mut self, decoder: &mut dyn Decoder) {
+        for (p, t) in self.refused.drain(..) {
+            decoder.recycle(p, t);
+        }
+    }
+}
+
+fn decode_loop(mut parts: StreamParts, ctx: DecodeCtx) -> StreamReport {
+    let mut report = StreamReport {
+        name: parts.name.clone(),
+        ..Default::default()
     };
+    let mut au = AccessUnit::with_capacity(ctx.max_au);
+    let mut pacer = Pacer { anchor: None };
+    let mut down = Downstream {
+        seq: 0,
+        outstanding: 0,
+        refused: heapless::Vec::new(),
+    };
+    let mut alloc_mark: Option<u64> = None;
 
     loop {
         while let Ok((pic, tok)) = ctx.back.try_recv() {
             parts.decoder.recycle(pic, tok);
-            outstanding = outstanding.saturating_sub(1);
+            down.outstanding = down.outstanding.saturating_sub(1);
         }
         if ctx.stop.load(Ordering::Relaxed) {
             break;
@@ -404,23 +428,13 @@ fn decode_loop(mut parts: StreamParts, ctx: DecodeCtx) -> StreamReport {
             break;
         }
         if ev == SourceEvent::Looped {
-            let r = parts.decoder.flush(&mut |d| {
-                emit(
-                    d,
-                    t0,
-                    capture_ns,
-                    &mut seq,
-                    &mut refused,
-                    &mut outstanding,
-                    &mut report,
-                )
-            });
+            let r = parts
+                .decoder
+                .flush(&mut |d| down.emit(&ctx, &mut report, d, t0, capture_ns));
             if let Err(e) = r {
                 log::warn!("camera {}: flush before loop: {e}", parts.name);
             }
-            for (p, t) in refused.drain(..) {
-                parts.decoder.recycle(p, t);
-            }
+            down.recycle_refused(parts.decoder.as_mut());
         }
         match parts.pacing {
             Pacing::Realtime => pacer.wait(ctx.clock.as_ref(), au.pts_us, &ctx.stop),
@@ -428,10 +442,10 @@ fn decode_loop(mut parts: StreamParts, ctx: DecodeCtx) -> StreamReport {
             // drops: wait for a picture to come back before decoding into a full pool.
             // (Live sources never wait: their newest picture is dropped and counted.)
             Pacing::Fast => {
-                while outstanding >= ctx.in_flight && !ctx.stop.load(Ordering::Relaxed) {
+                while down.outstanding >= ctx.in_flight && !ctx.stop.load(Ordering::Relaxed) {
                     if let Ok((pic, tok)) = ctx.back.recv_timeout(Duration::from_millis(100)) {
                         parts.decoder.recycle(pic, tok);
-                        outstanding -= 1;
+                        down.outstanding -= 1;
                     }
                 }
             }
@@ -439,22 +453,12 @@ fn decode_loop(mut parts: StreamParts, ctx: DecodeCtx) -> StreamReport {
         report.access_units += 1;
         let t0 = ctx.clock.now_ns();
         let r = parts.decoder.decode(&au, &mut |d| {
-            emit(
-                d,
-                t0,
-                capture_ns,
-                &mut seq,
-                &mut refused,
-                &mut outstanding,
-                &mut report,
-            )
+            down.emit(&ctx, &mut report, d, t0, capture_ns)
         });
         report
             .decode_time
             .record(ctx.clock.now_ns().saturating_sub(t0));
-        for (p, t) in refused.drain(..) {
-            parts.decoder.recycle(p, t);
-        }
+        down.recycle_refused(parts.decoder.as_mut());
         if let Err(e) = r {
             match e.kind() {
                 ErrorKind::DataLoss => {
@@ -478,29 +482,19 @@ fn decode_loop(mut parts: StreamParts, ctx: DecodeCtx) -> StreamReport {
     if !ctx.stop.load(Ordering::Relaxed) {
         let t0 = ctx.clock.now_ns();
         let capture_ns = ctx.clock.unix_ns();
-        let _ = parts.decoder.flush(&mut |d| {
-            emit(
-                d,
-                t0,
-                capture_ns,
-                &mut seq,
-                &mut refused,
-                &mut outstanding,
-                &mut report,
-            )
-        });
-        for (p, t) in refused.drain(..) {
-            parts.decoder.recycle(p, t);
-        }
+        let _ = parts
+            .decoder
+            .flush(&mut |d| down.emit(&ctx, &mut report, d, t0, capture_ns));
+        down.recycle_refused(parts.decoder.as_mut());
     }
     // Take back every picture still downstream before the decoder (which owns them) goes.
     drop(ctx.tx);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while outstanding > 0 {
+    while down.outstanding > 0 {
         match ctx.back.recv_deadline(deadline) {
             Ok((pic, tok)) => {
                 parts.decoder.recycle(pic, tok);
-                outstanding -= 1;
+                down.outstanding -= 1;
             }
             Err(_) => break,
         }
