@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::engine::tensorrt::{DlaPolicy, Precision};
 use crate::frame::Codec;
 
 /// Broker connection.
@@ -230,6 +231,52 @@ impl Default for PublishConfig {
     }
 }
 
+/// TensorRT engine settings (used when the pipeline runs TensorRT; see docs/tensorrt.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TensorRtConfig {
+    /// Directory of cached plans (file names come from the cache key).
+    pub cache_dir: PathBuf,
+    /// `fp16` (default) or `fp32`.
+    pub precision: Precision,
+    /// Build for this DLA core (Jetson AGX Orin / Orin NX / Xavier); omit for the GPU.
+    pub dla_core: Option<u32>,
+    /// `strict`, `fallback` or `gpu`; default `fallback` with a `dla_core`, `gpu` without.
+    pub dla_policy: Option<DlaPolicy>,
+    /// Timing cache file, read before and written after each build (optional).
+    pub timing_cache: Option<PathBuf>,
+    /// Builder workspace limit in MiB (0: TensorRT's default).
+    pub workspace_mib: u64,
+}
+
+impl Default for TensorRtConfig {
+    fn default() -> Self {
+        TensorRtConfig {
+            cache_dir: PathBuf::from(DEFAULT_ENGINE_CACHE),
+            precision: Precision::Fp16,
+            dla_core: None,
+            dla_policy: None,
+            timing_cache: None,
+            workspace_mib: 0,
+        }
+    }
+}
+
+/// Where plans are cached unless `tensorrt.cache_dir` (or `engine build --cache`) says.
+pub const DEFAULT_ENGINE_CACHE: &str = "/var/cache/jetwatch/engines";
+
+impl TensorRtConfig {
+    /// The DLA policy in effect: the configured one, else `fallback` with a core and `gpu`
+    /// without.
+    pub fn policy(&self) -> DlaPolicy {
+        self.dla_policy.unwrap_or(if self.dla_core.is_some() {
+            DlaPolicy::Fallback
+        } else {
+            DlaPolicy::Gpu
+        })
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,6 +291,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     #[serde(default)]
     pub publish: PublishConfig,
+    #[serde(default)]
+    pub tensorrt: TensorRtConfig,
 }
 
 /// A config error: where and what, plus a hint.
@@ -329,6 +378,10 @@ impl Config {
         }
         if let Some(c) = &mut self.broker.ca_file {
             fix(c);
+        }
+        fix(&mut self.tensorrt.cache_dir);
+        if let Some(t) = &mut self.tensorrt.timing_cache {
+            fix(t);
         }
         for cam in &mut self.cameras {
             if let Some(p) = cam.file_path() {
@@ -498,6 +551,38 @@ impl Config {
                 "2 MiB (2097152) covers 4K keyframes",
             );
         }
+        let t = &self.tensorrt;
+        match (t.policy(), t.dla_core) {
+            (DlaPolicy::Gpu, Some(c)) => {
+                return err(
+                    "tensorrt.dla_policy",
+                    format!("\"gpu\" with dla_core = {c}"),
+                    "use \"strict\" or \"fallback\" to run on the DLA, or drop dla_core",
+                )
+            }
+            (p @ (DlaPolicy::Strict | DlaPolicy::Fallback), None) => {
+                return err(
+                    "tensorrt.dla_policy",
+                    format!("\"{p}\" needs a DLA core"),
+                    "add dla_core = 0 (or 1 on AGX Orin / Xavier), or use \"gpu\"",
+                )
+            }
+            _ => {}
+        }
+        if t.dla_core.is_some_and(|c| c > 1) {
+            return err(
+                "tensorrt.dla_core",
+                format!("{} is not a DLA core", t.dla_core.unwrap_or(0)),
+                "Jetson modules have DLA cores 0 and 1 at most",
+            );
+        }
+        if t.cache_dir.as_os_str().is_empty() {
+            return err(
+                "tensorrt.cache_dir",
+                "is empty".into(),
+                "e.g. cache_dir = \"/var/cache/jetwatch/engines\"",
+            );
+        }
         Ok(())
     }
 
@@ -612,6 +697,70 @@ classes = ["person", 2]
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn tensorrt_section_defaults_and_checks() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.tensorrt.cache_dir, Path::new(DEFAULT_ENGINE_CACHE));
+        assert_eq!(c.tensorrt.precision, Precision::Fp16);
+        assert_eq!(c.tensorrt.policy(), DlaPolicy::Gpu);
+        let dla = parse(&format!(
+            "{GOOD}[tensorrt]\ncache_dir = \"engines\"\nprecision = \"fp32\"\ndla_core = 1\n\
+             timing_cache = \"t.cache\"\nworkspace_mib = 512\n"
+        ))
+        .unwrap();
+        assert_eq!(dla.tensorrt.policy(), DlaPolicy::Fallback);
+        assert_eq!(dla.tensorrt.precision, Precision::Fp32);
+        assert_eq!(dla.tensorrt.workspace_mib, 512);
+        let strict = parse(&format!(
+            "{GOOD}[tensorrt]\ndla_core = 0\ndla_policy = \"strict\"\n"
+        ))
+        .unwrap();
+        assert_eq!(strict.tensorrt.policy(), DlaPolicy::Strict);
+        for (extra, key, needle) in [
+            (
+                "dla_core = 0\ndla_policy = \"gpu\"",
+                "tensorrt.dla_policy",
+                "dla_core = 0",
+            ),
+            (
+                "dla_policy = \"strict\"",
+                "tensorrt.dla_policy",
+                "needs a DLA core",
+            ),
+            ("dla_core = 2", "tensorrt.dla_core", "not a DLA core"),
+            ("cache_dir = \"\"", "tensorrt.cache_dir", "empty"),
+        ] {
+            let text = format!("{GOOD}[tensorrt]\n{extra}\n");
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key, key, "{extra}");
+            assert!(e.msg.contains(needle), "{extra}: {e}");
+            assert!(e.line.is_some(), "{extra}: {e}");
+        }
+        let e = parse(&format!("{GOOD}[tensorrt]\nprecision = \"int8\"\n")).unwrap_err();
+        assert!(e.msg.contains("fp16"), "{e}");
+        let e = parse(&format!("{GOOD}[tensorrt]\ndla_policy = \"maybe\"\n")).unwrap_err();
+        assert!(e.msg.contains("fallback"), "{e}");
+    }
+
+    #[test]
+    fn tensorrt_paths_resolve_against_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("jetwatch-cfg-trt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("j.toml");
+        std::fs::write(
+            &f,
+            format!("{GOOD}[tensorrt]\ncache_dir = \"engines\"\ntiming_cache = \"/abs/t.cache\"\n"),
+        )
+        .unwrap();
+        let c = Config::load(&f).unwrap();
+        assert_eq!(c.tensorrt.cache_dir, dir.join("engines"));
+        assert_eq!(
+            c.tensorrt.timing_cache.as_deref(),
+            Some(Path::new("/abs/t.cache"))
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub enum ErrorKind {
 }
 
 /// A backend that is not available on this host.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{backend} is not available on this host: {reason}")]
 pub struct Unavailable {
     pub backend: &'static str,

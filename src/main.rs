@@ -121,21 +121,45 @@ enum ConfigCmd {
 
 #[derive(Subcommand)]
 enum EngineCmd {
-    /// Build (or fetch from the cache) a TensorRT engine from an ONNX model.
+    /// Build (or fetch from the cache) a TensorRT engine from an ONNX model: the plan
+    /// `jetwatch run` looks up when given the same model, batch and [tensorrt] settings
+    /// (`--config` takes them all from a config file).
     Build {
-        model: PathBuf,
+        /// The ONNX model (`.onnx` or `.onnx.gz`); not with --config.
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        model: Option<PathBuf>,
+        /// Take the model, batch size, GPU and every [tensorrt] setting from this config.
+        #[arg(long, conflicts_with_all = ["dla", "policy", "batch", "cache", "precision", "timing_cache", "workspace_mib", "gpu"])]
+        config: Option<PathBuf>,
         /// Use this DLA core.
         #[arg(long)]
         dla: Option<u32>,
-        /// DLA placement policy: strict, fallback or gpu.
-        #[arg(long, default_value = "fallback")]
-        policy: String,
-        /// Largest batch of the optimisation profile.
+        /// DLA placement policy: strict, fallback or gpu (default: fallback with --dla, gpu
+        /// without).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Pipeline batch size: a fixed-batch model must have exactly this batch; a
+        /// dynamic-batch one gets the profile 1..=batch optimised for batch.
         #[arg(long, default_value_t = 1)]
-        batch: u32,
+        batch: usize,
         /// Engine cache directory.
-        #[arg(long, default_value = "/var/cache/jetwatch/engines")]
+        #[arg(long, default_value = jetwatch::config::DEFAULT_ENGINE_CACHE)]
         cache: PathBuf,
+        /// fp16 or fp32.
+        #[arg(long, default_value = "fp16")]
+        precision: String,
+        /// Timing cache file (read if present, written after the build).
+        #[arg(long)]
+        timing_cache: Option<PathBuf>,
+        /// Builder workspace limit in MiB (0: TensorRT's default).
+        #[arg(long, default_value_t = 0)]
+        workspace_mib: u64,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: u32,
+        /// Rebuild even when a valid cached plan exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the layer placement of a serialized engine.
     Inspect { plan: PathBuf },
@@ -712,24 +736,58 @@ fn bench_decode(_clip: &Path, _streams: usize, _duration: f64, _json: bool) -> R
 }
 
 fn cmd_engine(cmd: EngineCmd) -> Result<()> {
-    use jetwatch::engine::tensorrt::{
-        engine_build, engine_inspect, BatchProfile, DlaPolicy, EngineBuildArgs,
-    };
+    use jetwatch::config::TensorRtConfig;
+    use jetwatch::engine::tensorrt::{check_usable, engine_build, engine_inspect, pipeline_plan};
+    // TensorRT first: on a host without it, that is the message that helps.
+    check_usable()?;
     match cmd {
         EngineCmd::Build {
             model,
+            config,
             dla,
             policy,
             batch,
             cache,
+            precision,
+            timing_cache,
+            workspace_mib,
+            gpu,
+            force,
         } => {
-            let mut args = EngineBuildArgs::new(&model);
-            args.cache_dir = cache;
-            args.dla_core = dla;
-            args.dla_policy = policy
-                .parse::<DlaPolicy>()
-                .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
-            args.batch = BatchProfile::fixed(batch);
+            let (model, batch, gpu, t) = match config {
+                Some(file) => {
+                    let cfg = Config::load(&file)?;
+                    let p = &cfg.pipeline;
+                    (
+                        cfg.model.path.clone(),
+                        p.batch_size,
+                        p.gpu,
+                        cfg.tensorrt.clone(),
+                    )
+                }
+                None => {
+                    let t = TensorRtConfig {
+                        cache_dir: cache,
+                        precision: precision
+                            .parse()
+                            .map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
+                        dla_core: dla,
+                        dla_policy: policy
+                            .map(|p| p.parse())
+                            .transpose()
+                            .map_err(|e| anyhow::anyhow!("--policy: {e}"))?,
+                        timing_cache,
+                        workspace_mib,
+                    };
+                    let model = model.context("give the ONNX model or --config")?;
+                    (model, batch, gpu, t)
+                }
+            };
+            if batch == 0 {
+                bail!("--batch must be at least 1");
+            }
+            let mut args = pipeline_plan(&model, batch, gpu, &t)?.args;
+            args.force = force;
             let report = engine_build(&args, &mut |line| eprintln!("{line}"))?;
             print!("{report}");
             Ok(())

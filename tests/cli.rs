@@ -185,12 +185,48 @@ fn probe_explains_missing_backends() {
 
 #[test]
 fn engine_build_without_tensorrt_says_what_is_missing() {
-    let o = jetwatch(&["engine", "build", "model.onnx"]);
+    let dir = tmpdir("trt");
+    let shared = common::shared().expect("shared test data (JETWATCH_SHARED)");
+    let model = shared.join("models/yolov8n_fp32.onnx.gz");
+    let cfg = write_config(
+        &dir,
+        &dir.join("clip.mp4"),
+        &model,
+        "[tensorrt]\ndla_core = 0\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &["engine", "build", "model.onnx"][..],
+        &["engine", "build", model.to_str().unwrap(), "--batch", "2"],
+        &["engine", "build", "--config", cfg],
+        &["engine", "inspect", "plan.engine"],
+    ] {
+        let o = jetwatch(args);
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let t = text(&o);
+        assert!(
+            t.contains("TensorRT") && t.contains("libnvinfer") && t.contains("--features"),
+            "{args:?}: {t}"
+        );
+    }
+    // Contradictory flags are refused by the argument parser.
+    let o = jetwatch(&["engine", "build", "--config", cfg, "--dla", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("cannot be used with"), "{}", text(&o));
+    // A pipeline asking for TensorRT on a host without it fails at start with the same help.
+    let clip = shared.join(jetwatch::assets::DEMO_CLIP);
+    let cfg = write_config(&dir, &clip, &model, "[pipeline]\nengine = \"tensorrt\"\n");
+    let o = jetwatch(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--max-frames",
+        "5",
+    ]);
     no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
-    assert!(
-        t.contains("TensorRT") && (t.contains("libnvinfer") || t.contains("tensorrt")),
-        "{t}"
-    );
+    assert!(t.contains("tensorrt") && t.contains("libnvinfer"), "{t}");
+    std::fs::remove_dir_all(&dir).ok();
 }

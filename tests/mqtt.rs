@@ -495,6 +495,7 @@ fn check_listen(broker: &LocalBroker, dev: &str) {
             &["cam0".into(), "cam1".into()],
             &serde_json::json!({"decoder": "software"}),
             &labels,
+            &["tensorrt: 2 layers run on the GPU".to_string()],
         ),
         Arc::new(SystemClock::default()),
     )
@@ -535,6 +536,10 @@ fn check_listen(broker: &LocalBroker, dev: &str) {
     assert_eq!(lines.len(), 5, "{text}");
     assert_eq!(lines[0]["topic"], format!("jetwatch/{dev}/status"));
     assert_eq!(lines[0]["json"]["state"], "online");
+    assert_eq!(
+        lines[0]["json"]["warnings"][0],
+        "tensorrt: 2 layers run on the GPU"
+    );
     for (i, fmt) in [(1, "json"), (2, "postcard")] {
         let f = &lines[i]["frame"];
         assert_eq!(f["format"], fmt);

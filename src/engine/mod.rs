@@ -42,7 +42,9 @@ pub trait Engine: Send {
     }
 }
 
+pub mod describe;
 pub mod labels;
+pub mod onnx;
 #[cfg(feature = "ort")]
 pub mod ort;
 pub mod tensorrt;

@@ -15,7 +15,6 @@
 //! it, because `ort` panics when it cannot load its library lazily.
 
 use std::ffi::{c_char, CStr, CString};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::Mutex;
@@ -25,7 +24,8 @@ use ort::sys as ffi;
 use ort::value::{TensorElementType, ValueType};
 use ort::AsPointer;
 
-use super::{labels, Engine, ModelInfo};
+use super::describe::{self, read_model, ImageInput};
+use super::{Engine, ModelInfo};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Unavailable};
 use crate::postprocess::HeadKind;
@@ -424,79 +424,11 @@ impl std::fmt::Debug for OrtEngine {
     }
 }
 
-/// Reads a model, gunzipping `.gz` files (or any file starting with the gzip magic).
-fn read_model(path: &Path) -> Result<Vec<u8>, EngineError> {
-    let model_err = |msg: String| EngineError::Model {
-        path: path.to_path_buf(),
-        msg,
-    };
-    let raw = std::fs::read(path).map_err(|e| model_err(format!("cannot read it: {e}")))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| model_err(format!("cannot decompress it (gzip): {e}")))?;
-        Ok(out)
-    } else if path.extension().is_some_and(|e| e == "gz") {
-        Err(model_err("named .gz but not gzip data".into()))
-    } else {
-        Ok(raw)
-    }
-}
-
 fn dtype_of(ty: TensorElementType) -> Option<DType> {
     match ty {
         TensorElementType::Float32 => Some(DType::F32),
         TensorElementType::Float16 => Some(DType::F16),
         _ => None,
-    }
-}
-
-/// Anchor count of a YOLO grid with the given strides on a `w × h` canvas.
-fn grid_anchors(w: usize, h: usize, strides: &[usize]) -> usize {
-    strides
-        .iter()
-        .map(|s| w.div_ceil(*s) * h.div_ceil(*s))
-        .sum()
-}
-
-const LAYOUTS: &str = "jetwatch understands YOLOv8/YOLO11 [B, 4+C, N], YOLOv5 [B, 3·N, 5+C], \
-     YOLOX [B, N, 5+C] (raw grid, strides 8/16/32) and end-to-end [B, K, 6] \
-     (x0 y0 x1 y1 score class), where N is the anchor count of the input size \
-     (e.g. 8400 for 640, 3549 for 416)";
-
-/// Recognises the head from the first output's per-item shape and the input canvas.
-fn recognise_head(item_shape: &[usize], w: usize, h: usize) -> Result<HeadKind, String> {
-    let n3 = grid_anchors(w, h, &[8, 16, 32]);
-    let n4 = grid_anchors(w, h, &[8, 16, 32, 64]);
-    match *item_shape {
-        [a, b] if a >= 5 && (b == n3 || b == n4) => Ok(HeadKind::YoloV8 {
-            classes: a - 4,
-            anchors: b,
-        }),
-        [k, 6] if k < n3 => Ok(HeadKind::EndToEnd { max_detections: k }),
-        [a, b] if b >= 6 && a == 3 * n3 => Ok(HeadKind::YoloV5 {
-            classes: b - 5,
-            anchors: a,
-        }),
-        [a, b] if b >= 6 && a == n3 => Ok(HeadKind::YoloX {
-            classes: b - 5,
-            anchors: a,
-            decoded: false,
-        }),
-        [c, gh, gw] if c >= 6 && gh == h.div_ceil(16) && gw == w.div_ceil(16) => Err(format!(
-            "output [1, {c}, {gh}, {gw}] looks like FastestDet (one cell per 16 px), whose \
-             head is not supported; {LAYOUTS}"
-        )),
-        _ => Err(format!(
-            "output of shape [B, {}] is not a detector head jetwatch knows for a {w}x{h} \
-             input; {LAYOUTS}",
-            item_shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
     }
 }
 
@@ -732,39 +664,13 @@ impl OrtEngine {
                 "input `{input_name}` is {in_ty:?}; jetwatch feeds float32 or float16"
             ))
         })?;
-        let (n, c, h, w) = match in_shape[..] {
-            [n, c, h, w] => (n, c, h, w),
-            _ => {
-                return Err(layout(format!(
-                    "input `{input_name}` has shape {in_shape:?}; expected [N, 3, H, W]"
-                )))
-            }
-        };
-        if c != 3 || h <= 0 || w <= 0 {
-            return Err(layout(format!(
-                "input `{input_name}` has shape {in_shape:?}; expected [N, 3, H, W] with a \
-                 fixed height and width (export the model with a fixed image size)"
-            )));
-        }
-        let (h, w) = (h as usize, w as usize);
-        let dynamic_batch = n < 0;
-        if !dynamic_batch && n as usize != opts.max_batch {
-            return Err(layout(if n == 1 {
-                format!(
-                    "its batch size is fixed to 1 but pipeline batch is {}; make a \
-                     dynamic-batch copy with `python3 tools/make_dynamic_batch.py {} OUT.onnx` \
-                     or set the batch size to 1",
-                    opts.max_batch,
-                    path.display()
-                )
-            } else {
-                format!(
-                    "its batch size is fixed to {n} but the pipeline batch is {}; they must \
-                     match (or use a dynamic-batch model)",
-                    opts.max_batch
-                )
-            }));
-        }
+        let dims: Vec<Option<usize>> = in_shape
+            .iter()
+            .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0))
+            .collect();
+        let image = ImageInput::from_dims(&input_name, &dims).map_err(&layout)?;
+        let (h, w) = (image.height, image.width);
+        let dynamic_batch = image.check_batch(opts.max_batch, &path).map_err(&layout)?;
 
         // Outputs: float tensors; names and dtypes from the session.
         let outs = session.outputs();
@@ -890,50 +796,15 @@ impl OrtEngine {
             }
         }
 
-        let head = recognise_head(&item_shapes[0], w, h).map_err(&layout)?;
-        let is_yolox = matches!(head, HeadKind::YoloX { .. });
-        let classes = match head {
-            HeadKind::YoloV8 { classes, .. }
-            | HeadKind::YoloV5 { classes, .. }
-            | HeadKind::YoloX { classes, .. } => classes,
-            HeadKind::EndToEnd { .. } => 0,
-        };
-        let labels = match (&model.labels, names_meta) {
-            (Some(file), _) => {
-                Some(
-                    labels::read_labels_file(file).map_err(|msg| EngineError::Model {
-                        path: file.clone(),
-                        msg,
-                    })?,
-                )
-            }
-            (None, Some(meta)) => match labels::parse_names_dict(&meta) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    log::warn!("{}: ignoring the `names` metadata: {e}", path.display());
-                    None
-                }
-            },
-            (None, None) => None,
-        };
-        if let Some(l) = &labels {
-            if classes > 0 && l.len() != classes {
-                log::warn!(
-                    "{}: {} class names for {classes} classes",
-                    path.display(),
-                    l.len()
-                );
-            }
-        }
-        engine.info.labels = labels::complete(labels, classes);
-        engine.info.head = head;
-        if is_yolox {
-            // Megvii YOLOX: BGR, 0..255, top-left letterbox (yolox/data/data_augment.py,
-            // `preproc`).
-            engine.info.preprocess.placement = Placement::TopLeft;
-            engine.info.preprocess.order = ChannelOrder::Bgr;
-            engine.info.preprocess.scale = 1.0;
-        }
+        engine.info = describe::model_info(&describe::Facts {
+            model: &path,
+            labels_file: model.labels.as_deref(),
+            names_metadata: names_meta.as_deref(),
+            input: image,
+            input_dtype: in_dtype,
+            head_item_shape: &item_shapes[0],
+            max_batch: opts.max_batch,
+        })?;
 
         // Allocate the outputs for max_batch and bind every batch size.
         engine.outputs = out_meta

@@ -27,6 +27,8 @@ pub struct Built {
     pub options: PipelineOptions,
     pub backends: Backends,
     pub labels: Vec<String>,
+    /// Start-up warnings for the status topic (e.g. a DLA engine with GPU fallback).
+    pub warnings: Vec<String>,
 }
 
 /// Errors while building, each naming what failed.
@@ -51,19 +53,100 @@ pub enum BuildError {
 }
 
 /// The pipeline's CUDA stream when the GPU path is chosen (every GPU stage queues on it).
-#[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+#[cfg(gpu_pipeline)]
 pub type GpuStream = std::sync::Arc<crate::gpu::CudaStream>;
 /// Without the GPU features there is never a GPU stream.
-#[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+#[cfg(not(gpu_pipeline))]
 pub type GpuStream = std::convert::Infallible;
 
+/// The inference engine of the GPU pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuEngine {
+    /// Native TensorRT (a plan from the engine cache, built on first use).
+    TensorRt,
+    /// ONNX Runtime's CUDA execution provider.
+    OrtCuda,
+}
+
+/// What this build and host offer for GPU inference (probed once at start-up).
+#[derive(Debug, Clone)]
+pub struct GpuEngineFacts {
+    /// TensorRT: compiled in and libnvinfer present (its version), or why not.
+    pub tensorrt: Result<crate::engine::tensorrt::TrtVersion, Unavailable>,
+    /// ONNX Runtime with its CUDA provider library, or why not.
+    pub ort_cuda: Result<(), Unavailable>,
+}
+
+impl GpuEngineFacts {
+    /// Probes this build and host.
+    pub fn probe() -> GpuEngineFacts {
+        GpuEngineFacts {
+            tensorrt: crate::engine::tensorrt::prefer_tensorrt(),
+            ort_cuda: ort_cuda_available(),
+        }
+    }
+}
+
+#[cfg(feature = "ort")]
+fn ort_cuda_available() -> Result<(), Unavailable> {
+    let unavailable = |reason: String| Unavailable {
+        backend: "onnxruntime-cuda",
+        reason,
+    };
+    let lib = crate::engine::ort::locate_onnxruntime(None).map_err(|u| unavailable(u.reason))?;
+    let provider = lib
+        .parent()
+        .map(|d| d.join("libonnxruntime_providers_cuda.so"))
+        .filter(|f| f.is_file());
+    match provider {
+        Some(_) => Ok(()),
+        None => Err(unavailable(format!(
+            "libonnxruntime_providers_cuda.so is not next to {} (the onnxruntime-gpu wheel has both)",
+            lib.display()
+        ))),
+    }
+}
+
+#[cfg(not(feature = "ort"))]
+fn ort_cuda_available() -> Result<(), Unavailable> {
+    Err(Unavailable {
+        backend: "onnxruntime-cuda",
+        reason: "this build lacks the `ort` feature".into(),
+    })
+}
+
+/// `pipeline.engine` on the GPU path: `tensorrt` and `onnxruntime` ask for one engine (an
+/// error when it is unavailable); `auto` prefers TensorRT when it is compiled in and
+/// libnvinfer is present, else ONNX Runtime's CUDA provider.
+pub fn choose_gpu_engine(
+    choice: EngineChoice,
+    facts: &GpuEngineFacts,
+) -> Result<GpuEngine, Unavailable> {
+    match choice {
+        EngineChoice::Tensorrt => facts.tensorrt.clone().map(|_| GpuEngine::TensorRt),
+        EngineChoice::Onnxruntime => facts.ort_cuda.clone().map(|_| GpuEngine::OrtCuda),
+        EngineChoice::Auto => match (&facts.tensorrt, &facts.ort_cuda) {
+            (Ok(_), _) => Ok(GpuEngine::TensorRt),
+            (Err(_), Ok(())) => Ok(GpuEngine::OrtCuda),
+            (Err(t), Err(o)) => Err(Unavailable {
+                backend: "GPU inference",
+                reason: format!(
+                    "neither TensorRT ({}) nor ONNX Runtime's CUDA provider ({}) is usable",
+                    t.reason, o.reason
+                ),
+            }),
+        },
+    }
+}
+
 /// Decides the device: `cpu`, `cuda` (an error if the build or host cannot), or `auto` (the
-/// GPU path when this build has `cuda13,nvdec,ort` and the host has libcuda, a CUDA device,
-/// libnvcuvid and ONNX Runtime's CUDA provider next to `libonnxruntime.so`). Returns the
-/// pipeline stream on the primary context of `pipeline.gpu` for the GPU path.
+/// GPU path when this build has the GPU pipeline (`cuda13,nvdec` and `ort` or `tensorrt`)
+/// and the host has libcuda, the CUDA device, libnvcuvid and a GPU engine
+/// ([`choose_gpu_engine`])). Returns the pipeline stream on the primary context of
+/// `pipeline.gpu` for the GPU path.
 pub fn open_gpu(cfg: &Config) -> Result<Option<GpuStream>, BuildError> {
     let p = &cfg.pipeline;
-    #[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+    #[cfg(gpu_pipeline)]
     {
         let unavailable = |u: Unavailable| BuildError::Engine(EngineError::Unavailable(u));
         let open = || -> Result<GpuStream, BuildError> {
@@ -79,19 +162,11 @@ pub fn open_gpu(cfg: &Config) -> Result<Option<GpuStream>, BuildError> {
             DeviceChoice::Cpu => Ok(None),
             DeviceChoice::Cuda => open().map(Some),
             DeviceChoice::Auto => {
-                let have_provider = crate::engine::ort::locate_onnxruntime(None)
-                    .ok()
-                    .and_then(|l| {
-                        l.parent()
-                            .map(|d| d.join("libonnxruntime_providers_cuda.so"))
-                    })
-                    .is_some_and(|f| f.is_file());
                 let have_nvdec = crate::probe::find_library(&["libnvcuvid.so.1"]).is_some();
-                let usable = have_provider
-                    && have_nvdec
+                let usable = have_nvdec
                     && crate::gpu::init().is_ok()
                     && crate::gpu::device_count().unwrap_or(0) > p.gpu as usize
-                    && matches!(p.engine, EngineChoice::Auto | EngineChoice::Onnxruntime)
+                    && choose_gpu_engine(p.engine, &GpuEngineFacts::probe()).is_ok()
                     && matches!(p.decoder, DecoderChoice::Auto | DecoderChoice::Nvdec);
                 if usable {
                     open().map(Some)
@@ -101,12 +176,14 @@ pub fn open_gpu(cfg: &Config) -> Result<Option<GpuStream>, BuildError> {
             }
         }
     }
-    #[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+    #[cfg(not(gpu_pipeline))]
     match p.device {
         DeviceChoice::Cpu | DeviceChoice::Auto => Ok(None),
         DeviceChoice::Cuda => Err(BuildError::Engine(EngineError::Unavailable(Unavailable {
             backend: "CUDA pipeline",
-            reason: "this build lacks the GPU features (build with --features cuda13,nvdec)".into(),
+            reason: "this build lacks the GPU features (build with --features cuda13,nvdec, \
+                     and ort or tensorrt)"
+                .into(),
         }))),
     }
 }
@@ -129,7 +206,7 @@ pub fn open_decoder_on(
     gpu: Option<&GpuStream>,
 ) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
     let p = &cfg.pipeline;
-    #[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+    #[cfg(gpu_pipeline)]
     if let Some(stream) = gpu {
         return match choice {
             DecoderChoice::Auto | DecoderChoice::Nvdec => {
@@ -152,7 +229,7 @@ pub fn open_decoder_on(
             })),
         };
     }
-    #[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+    #[cfg(not(gpu_pipeline))]
     let _ = gpu;
     let pool = p.frames_in_flight;
     let hw_hint = " (H.265 needs a hardware decoder: NVDEC on a dGPU with `--features nvdec`, or the Jetson decoder)";
@@ -205,56 +282,113 @@ pub fn open_decoder_on(
 /// Loads the engine according to the configured choice (CPU, or CUDA on its own stream when
 /// `device = cuda`; the pipeline uses [`open_engine_on`] to share its stream).
 pub fn open_engine(cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
-    open_engine_on(cfg, None)
+    open_engine_on(cfg, None).map(|(e, _)| e)
 }
 
-/// [`open_engine`]; with `gpu`, ONNX Runtime's CUDA execution provider running on that stream
-/// with device input and output tensors.
+/// [`open_engine`]; with `gpu`, the GPU engine [`choose_gpu_engine`] picks, running on that
+/// stream with device input and output tensors. Also returns warnings for the status topic
+/// (a TensorRT DLA build that falls back to the GPU).
 pub fn open_engine_on(
     cfg: &Config,
     gpu: Option<&GpuStream>,
-) -> Result<Box<dyn Engine>, EngineError> {
+) -> Result<(Box<dyn Engine>, Vec<String>), EngineError> {
     let p = &cfg.pipeline;
-    #[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+    #[cfg(gpu_pipeline)]
     if let Some(stream) = gpu {
-        use crate::engine::ort::{OrtDevice, OrtEngine, OrtOptions};
-        if p.engine == EngineChoice::Tensorrt {
-            return Err(EngineError::Unavailable(Unavailable {
-                backend: "tensorrt",
-                reason: "the GPU pipeline runs ONNX Runtime's CUDA provider in this version; \
-                         use engine = \"onnxruntime\" (see docs/hardware-matrix.md)"
-                    .into(),
-            }));
+        let facts = GpuEngineFacts::probe();
+        let chosen = choose_gpu_engine(p.engine, &facts).map_err(EngineError::Unavailable)?;
+        if p.engine == EngineChoice::Auto {
+            match (&facts.tensorrt, chosen) {
+                (Ok(v), _) => log::info!("engine: TensorRT {v} (libnvinfer found)"),
+                (Err(u), _) => log::info!(
+                    "engine: ONNX Runtime CUDA (TensorRT not used: {})",
+                    u.reason
+                ),
+            }
         }
-        let e = OrtEngine::load_on_stream(
-            &cfg.model,
-            OrtOptions {
-                device: OrtDevice::Cuda {
-                    device: stream.context().ordinal(),
-                },
-                max_batch: p.batch_size,
-                threads: p.cpu_threads,
-                library: None,
-            },
-            stream.clone(),
-        )?;
-        return Ok(Box::new(e));
+        return match chosen {
+            GpuEngine::TensorRt => open_tensorrt(cfg, stream),
+            GpuEngine::OrtCuda => open_ort_cuda(cfg, stream).map(|e| (e, Vec::new())),
+        };
     }
-    #[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+    #[cfg(not(gpu_pipeline))]
     let _ = gpu;
     match p.engine {
-        EngineChoice::Tensorrt => match crate::engine::tensorrt::prefer_tensorrt() {
-            Err(u) => Err(EngineError::Unavailable(u)),
-            Ok(v) => Err(EngineError::Unavailable(Unavailable {
+        EngineChoice::Tensorrt => Err(match crate::engine::tensorrt::check_usable() {
+            Err(e) => e,
+            Ok(v) => EngineError::Unavailable(Unavailable {
                 backend: "tensorrt",
                 reason: format!(
-                    "TensorRT {v} is present, but the TensorRT engine needs the GPU pipeline (device tensor pool), \
-                     which `jetwatch run` does not wire yet; use engine = \"onnxruntime\" (see docs/hardware-matrix.md)"
+                    "TensorRT {v} is present, but the TensorRT engine runs in the GPU pipeline \
+                     (NVDEC decode, device tensors), which is not in use: set pipeline.device = \
+                     \"cuda\" on a host with libnvcuvid, and build with --features \
+                     cuda13,nvdec,tensorrt (see docs/tensorrt.md)"
                 ),
-            })),
-        },
-        EngineChoice::Auto | EngineChoice::Onnxruntime => open_ort(cfg),
+            }),
+        }),
+        EngineChoice::Auto | EngineChoice::Onnxruntime => open_ort(cfg).map(|e| (e, Vec::new())),
     }
+}
+
+#[cfg(all(gpu_pipeline, feature = "tensorrt"))]
+fn open_tensorrt(
+    cfg: &Config,
+    stream: &GpuStream,
+) -> Result<(Box<dyn Engine>, Vec<String>), EngineError> {
+    use crate::engine::tensorrt::{pipeline_plan, TensorRtEngine};
+    let p = &cfg.pipeline;
+    let plan = pipeline_plan(&cfg.model.path, p.batch_size, p.gpu, &cfg.tensorrt)?;
+    let (engine, report) = TensorRtEngine::open_on_stream(
+        &plan,
+        cfg.model.labels.as_deref(),
+        stream.clone(),
+        &mut |line| log::info!("tensorrt: {line}"),
+    )?;
+    for line in report.to_string().lines() {
+        log::info!("tensorrt: {line}");
+    }
+    for w in &report.warnings {
+        log::warn!("tensorrt: {w}");
+    }
+    Ok((Box::new(engine), report.warnings))
+}
+
+#[cfg(all(gpu_pipeline, not(feature = "tensorrt")))]
+fn open_tensorrt(
+    _cfg: &Config,
+    _stream: &GpuStream,
+) -> Result<(Box<dyn Engine>, Vec<String>), EngineError> {
+    Err(EngineError::Unavailable(Unavailable {
+        backend: "tensorrt",
+        reason: "this build lacks the `tensorrt` feature".into(),
+    }))
+}
+
+#[cfg(all(gpu_pipeline, feature = "ort"))]
+fn open_ort_cuda(cfg: &Config, stream: &GpuStream) -> Result<Box<dyn Engine>, EngineError> {
+    use crate::engine::ort::{OrtDevice, OrtEngine, OrtOptions};
+    let p = &cfg.pipeline;
+    let e = OrtEngine::load_on_stream(
+        &cfg.model,
+        OrtOptions {
+            device: OrtDevice::Cuda {
+                device: stream.context().ordinal(),
+            },
+            max_batch: p.batch_size,
+            threads: p.cpu_threads,
+            library: None,
+        },
+        stream.clone(),
+    )?;
+    Ok(Box::new(e))
+}
+
+#[cfg(all(gpu_pipeline, not(feature = "ort")))]
+fn open_ort_cuda(_cfg: &Config, _stream: &GpuStream) -> Result<Box<dyn Engine>, EngineError> {
+    Err(EngineError::Unavailable(Unavailable {
+        backend: "onnxruntime-cuda",
+        reason: "this build lacks the `ort` feature".into(),
+    }))
 }
 
 #[cfg(feature = "ort")]
@@ -290,7 +424,7 @@ fn open_ort(_cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
 pub fn build(cfg: &Config) -> Result<Built, BuildError> {
     let p = &cfg.pipeline;
     let gpu = open_gpu(cfg)?;
-    let engine = open_engine_on(cfg, gpu.as_ref())?;
+    let (engine, warnings) = open_engine_on(cfg, gpu.as_ref())?;
     let model = engine.model().clone();
     let labels = model.labels.clone();
     let class_filter = cfg.class_filter(&labels).map_err(BuildError::Config)?;
@@ -378,6 +512,7 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
         options,
         backends,
         labels,
+        warnings,
     })
 }
 
@@ -397,7 +532,7 @@ fn cpu_or_gpu_stages(
     gpu: Option<GpuStream>,
 ) -> Result<StagePair, BuildError> {
     let p = &cfg.pipeline;
-    #[cfg(all(feature = "cuda", feature = "nvdec", feature = "ort"))]
+    #[cfg(gpu_pipeline)]
     if let Some(stream) = gpu {
         let gpu_err = |e: crate::gpu::GpuError| match e {
             crate::gpu::GpuError::Unavailable(u) => BuildError::Engine(EngineError::Unavailable(u)),
@@ -417,7 +552,7 @@ fn cpu_or_gpu_stages(
         .map_err(gpu_err)?;
         return Ok((Box::new(pre), Box::new(post), "cuda"));
     }
-    #[cfg(not(all(feature = "cuda", feature = "nvdec", feature = "ort")))]
+    #[cfg(not(gpu_pipeline))]
     let _ = gpu;
     let pre = crate::preprocess::cpu::CpuPreprocess::new(model.preprocess);
     let post = crate::postprocess::cpu::CpuPostprocess::new(model.head, post_opts, p.batch_size)
@@ -435,6 +570,7 @@ pub fn birth_message(cfg: &Config, built: &Built) -> String {
         &streams,
         &backends,
         &built.labels,
+        &built.warnings,
     )
 }
 
@@ -456,4 +592,68 @@ pub fn start_publisher(
         birth,
         clock,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tensorrt::TrtVersion;
+
+    fn facts(trt: bool, ort: bool) -> GpuEngineFacts {
+        let no = |b: &'static str| Unavailable {
+            backend: b,
+            reason: format!("no {b} here"),
+        };
+        GpuEngineFacts {
+            tensorrt: if trt {
+                Ok(TrtVersion::from_encoded(100300).unwrap())
+            } else {
+                Err(no("tensorrt"))
+            },
+            ort_cuda: if ort {
+                Ok(())
+            } else {
+                Err(no("onnxruntime-cuda"))
+            },
+        }
+    }
+
+    #[test]
+    fn auto_prefers_tensorrt_when_libnvinfer_is_present() {
+        use EngineChoice::*;
+        use GpuEngine::*;
+        assert_eq!(choose_gpu_engine(Auto, &facts(true, true)), Ok(TensorRt));
+        assert_eq!(choose_gpu_engine(Auto, &facts(true, false)), Ok(TensorRt));
+        assert_eq!(choose_gpu_engine(Auto, &facts(false, true)), Ok(OrtCuda));
+        let e = choose_gpu_engine(Auto, &facts(false, false)).unwrap_err();
+        assert!(
+            e.reason.contains("no tensorrt here") && e.reason.contains("no onnxruntime-cuda here"),
+            "{e:?}"
+        );
+        // An explicit choice is honoured, or fails with that engine's reason.
+        assert_eq!(
+            choose_gpu_engine(Onnxruntime, &facts(true, true)),
+            Ok(OrtCuda)
+        );
+        assert_eq!(
+            choose_gpu_engine(Tensorrt, &facts(true, false)),
+            Ok(TensorRt)
+        );
+        let e = choose_gpu_engine(Tensorrt, &facts(false, true)).unwrap_err();
+        assert_eq!(e.reason, "no tensorrt here");
+        let e = choose_gpu_engine(Onnxruntime, &facts(true, false)).unwrap_err();
+        assert_eq!(e.reason, "no onnxruntime-cuda here");
+    }
+
+    #[test]
+    fn probe_reports_this_build() {
+        // Without the feature TensorRT is never offered, whatever the host has.
+        let f = GpuEngineFacts::probe();
+        if !cfg!(feature = "tensorrt") {
+            assert!(f.tensorrt.unwrap_err().reason.contains("feature"));
+        }
+        if !cfg!(feature = "ort") {
+            assert!(f.ort_cuda.is_err());
+        }
+    }
 }

@@ -375,6 +375,7 @@ pub fn birth_message(
     streams: &[String],
     backends: &serde_json::Value,
     labels: &[String],
+    warnings: &[String],
 ) -> String {
     serde_json::json!({
         "state": "online",
@@ -382,6 +383,7 @@ pub fn birth_message(
         "streams": streams,
         "backends": backends,
         "labels": labels,
+        "warnings": warnings,
     })
     .to_string()
 }

@@ -17,11 +17,25 @@ use sha2::{Digest, Sha256};
 use super::version::TrtVersion;
 
 /// Precision the engine is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
     Fp16,
     Fp32,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fp16" => Ok(Precision::Fp16),
+            "fp32" => Ok(Precision::Fp32),
+            other => Err(format!(
+                "unknown precision {other:?}: expected \"fp16\" or \"fp32\""
+            )),
+        }
+    }
 }
 
 impl Precision {

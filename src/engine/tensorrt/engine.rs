@@ -15,7 +15,7 @@ use super::policy::{self, LayerDla};
 use super::report::PlacementReport;
 use super::shim::{read_file, Build, BuildInput, Context, Engine, IoTensor, Runtime};
 use super::version::{check_runtime_compat, PrecisionMode, TrtVersion};
-use super::{header_field, unavailable, BuildReport, EngineBuildArgs, INSTALL_HINT};
+use super::{header_field, unavailable, BuildReport, EngineBuildArgs, PipelinePlan, INSTALL_HINT};
 use crate::engine::{Engine as EngineTrait, ModelInfo};
 use crate::error::EngineError;
 use crate::tensor::{DType, Tensor, TensorMem, TensorSpec};
@@ -229,6 +229,8 @@ impl LoadedPlan {
             max_batch,
             stream,
             label,
+            _buffers: Vec::new(),
+            _stream: None,
         })
     }
 }
@@ -279,6 +281,10 @@ pub struct TensorRtEngine {
     max_batch: usize,
     stream: *mut c_void,
     label: String,
+    // Device memory behind `input` and `outputs` and the stream, when the engine owns them
+    // (`open_on_stream`); dropped after the context above.
+    _buffers: Vec<crate::gpu::DeviceBuffer>,
+    _stream: Option<Arc<crate::gpu::CudaStream>>,
 }
 
 // SAFETY: the context, engine and stream handle are used only through &mut self (one thread
@@ -337,6 +343,74 @@ impl EngineTrait for TensorRtEngine {
 }
 
 impl TensorRtEngine {
+    /// The pipeline's TensorRT engine: finds the cached plan for `plan` (or builds it,
+    /// reporting progress), allocates the input and output tensors on the stream's device
+    /// once, binds them, and warms up every batch size it will run. Returns the build
+    /// report too (cache hit or build, placement, DLA fallback warnings).
+    pub fn open_on_stream(
+        plan: &PipelinePlan,
+        labels_file: Option<&Path>,
+        stream: Arc<crate::gpu::CudaStream>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(TensorRtEngine, BuildReport), EngineError> {
+        let gpu_err = |e: crate::gpu::GpuError| match e {
+            crate::gpu::GpuError::Unavailable(u) => EngineError::Unavailable(u),
+            other => backend(other.to_string()),
+        };
+        let ctx = stream.context().clone();
+        if ctx.ordinal() != plan.args.gpu {
+            return Err(backend(format!(
+                "the plan is for CUDA device {}, the pipeline stream is on device {}",
+                plan.args.gpu,
+                ctx.ordinal()
+            )));
+        }
+        ctx.bind().map_err(gpu_err)?;
+        let (loaded, report) = load_or_build(&plan.args, progress)?;
+        let (in_spec, out_specs) = loaded.io_specs()?;
+        let (model, order) = super::describe_plan(plan, labels_file, &in_spec, &out_specs)?;
+        let mut buffers = Vec::with_capacity(1 + out_specs.len());
+        let mut alloc = |spec: &TensorSpec| -> Result<Tensor, EngineError> {
+            let (buf, t) =
+                crate::gpu::DeviceBuffer::for_tensor(&ctx, spec.clone()).map_err(gpu_err)?;
+            buf.memset_async(0, &stream).map_err(gpu_err)?;
+            buffers.push(buf);
+            Ok(t)
+        };
+        let input = alloc(&in_spec)?;
+        let outputs = out_specs.iter().map(&mut alloc).collect::<Result<_, _>>()?;
+        stream.synchronize().map_err(gpu_err)?;
+        // SAFETY: `input` and `outputs` are device allocations on the stream's device of
+        // exactly the plan's sizes (io_specs), owned by the returned engine (`_buffers`,
+        // dropped after the context); the stream is kept alive by `_stream`.
+        let mut engine =
+            unsafe { loaded.bind(model, input, outputs, stream.raw() as *mut c_void) }?;
+        engine._buffers = buffers;
+        engine._stream = Some(stream.clone());
+        // The Engine trait's outputs follow the ONNX graph's order (the head first).
+        let mut by_engine: Vec<Option<Tensor>> = engine.outputs.drain(..).map(Some).collect();
+        engine.outputs = order
+            .iter()
+            .map(|&i| {
+                by_engine[i]
+                    .take()
+                    .expect("describe_plan gives each index once")
+            })
+            .collect();
+        // Warm-up: every batch size the pipeline can run (largest first), so the first
+        // frames do not pay for shape changes.
+        let batches: Vec<usize> = if engine.dynamic {
+            (1..=engine.max_batch).rev().collect()
+        } else {
+            vec![engine.max_batch]
+        };
+        for b in batches {
+            engine.run(b)?;
+        }
+        EngineTrait::synchronize(&mut engine)?;
+        Ok((engine, report))
+    }
+
     /// Output shape for the current batch as TensorRT resolves it.
     pub fn output_shape(&self, index: usize) -> Result<Vec<i64>, EngineError> {
         let spec = &self
@@ -358,7 +432,7 @@ pub fn load_or_build(
     args.batch.validate().map_err(backend)?;
     // TensorRT first: on a host without it, that is the message that helps.
     let rt = open_runtime()?;
-    let onnx = read_file(&args.onnx)?;
+    let onnx = crate::engine::describe::read_model(&args.onnx)?;
     let trt = rt.lib_version;
     let (device_name, cc) = device_info(args.gpu)?;
     let dla_cores = if args.dla_core.is_some() {

@@ -38,7 +38,12 @@ pub use progress::ProgressTracker;
 pub use report::PlacementReport;
 pub use version::TrtVersion;
 
+use crate::config::TensorRtConfig;
+use crate::engine::describe::{self, read_model, ImageInput};
+use crate::engine::onnx::{self, OnnxSummary};
+use crate::engine::ModelInfo;
 use crate::error::{EngineError, Unavailable};
+use crate::tensor::TensorSpec;
 
 /// What `jetwatch engine build` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +165,149 @@ impl fmt::Display for BuildReport {
     }
 }
 
+/// What the pipeline (or `jetwatch engine build --config`) asks TensorRT for, worked out
+/// from the config and the ONNX file alone: no TensorRT needed, so it is tested everywhere.
+#[derive(Debug, Clone)]
+pub struct PipelinePlan {
+    pub args: EngineBuildArgs,
+    pub onnx: OnnxSummary,
+    pub input: ImageInput,
+}
+
+/// The batch profile for a model whose input batch is `onnx_batch` (`None`: dynamic) in a
+/// pipeline of batch `max_batch`: a fixed batch builds exactly that; a dynamic one is
+/// optimised for full batches (the pipeline's steady state) and accepts 1..=max_batch.
+pub fn batch_profile(onnx_batch: Option<usize>, max_batch: usize) -> BatchProfile {
+    match onnx_batch {
+        Some(n) => BatchProfile::fixed(n as u32),
+        None => BatchProfile {
+            min: 1,
+            opt: max_batch as u32,
+            max: max_batch as u32,
+        },
+    }
+}
+
+/// Reads and checks `model` (one float32/float16 `[N, 3, H, W]` input whose batch fits
+/// `max_batch`) and fills the build arguments from `t`.
+pub fn pipeline_plan(
+    model: &Path,
+    max_batch: usize,
+    gpu: u32,
+    t: &TensorRtConfig,
+) -> Result<PipelinePlan, EngineError> {
+    let layout = |msg: String| EngineError::Layout {
+        path: model.to_path_buf(),
+        msg,
+    };
+    let bytes = read_model(model)?;
+    let onnx = OnnxSummary::parse(&bytes).map_err(|msg| EngineError::Model {
+        path: model.to_path_buf(),
+        msg,
+    })?;
+    drop(bytes);
+    let input = match &onnx.inputs[..] {
+        [one] => one,
+        many => {
+            return Err(layout(format!(
+                "it has {} inputs; jetwatch feeds one image input [N, 3, H, W]",
+                many.len()
+            )))
+        }
+    };
+    if input.elem_type != onnx::ELEM_FLOAT && input.elem_type != onnx::ELEM_FLOAT16 {
+        return Err(layout(format!(
+            "input `{}` has ONNX element type {}; jetwatch feeds float32 (1) or float16 (10)",
+            input.name, input.elem_type
+        )));
+    }
+    let dims: Vec<Option<usize>> = input
+        .dims
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| d.fixed())
+        .collect();
+    let image = ImageInput::from_dims(&input.name, &dims).map_err(layout)?;
+    image.check_batch(max_batch, model).map_err(layout)?;
+    if onnx.outputs.is_empty() {
+        return Err(layout("it has no outputs".into()));
+    }
+    let mut args = EngineBuildArgs::new(model);
+    args.cache_dir = t.cache_dir.clone();
+    args.gpu = gpu;
+    args.precision = t.precision;
+    args.dla_core = t.dla_core;
+    args.dla_policy = t.policy();
+    args.batch = batch_profile(image.batch, max_batch);
+    args.timing_cache = t.timing_cache.clone();
+    args.workspace_bytes = t.workspace_mib << 20;
+    Ok(PipelinePlan {
+        args,
+        input: image,
+        onnx,
+    })
+}
+
+/// The [`ModelInfo`] of a plan built for `plan`, from the plan's tensors (`input`, and
+/// `outputs` in the engine's order). Also returns the engine's output indices in the ONNX
+/// graph's output order, which is the order [`crate::engine::Engine::outputs`] keeps (the
+/// head is the first ONNX output).
+pub fn describe_plan(
+    plan: &PipelinePlan,
+    labels_file: Option<&Path>,
+    input: &TensorSpec,
+    outputs: &[TensorSpec],
+) -> Result<(ModelInfo, Vec<usize>), EngineError> {
+    let model = &plan.args.onnx;
+    let layout = |msg: String| EngineError::Layout {
+        path: model.clone(),
+        msg,
+    };
+    let want = [
+        plan.args.batch.max as usize,
+        3,
+        plan.input.height,
+        plan.input.width,
+    ];
+    if input.shape != want {
+        return Err(layout(format!(
+            "the plan's input {} is {:?}, the ONNX model's is {want:?} (a plan built from another model?)",
+            input.name, input.shape
+        )));
+    }
+    let mut order = Vec::with_capacity(outputs.len());
+    for o in &plan.onnx.outputs {
+        match outputs.iter().position(|s| s.name == o.name) {
+            Some(i) => order.push(i),
+            None => {
+                return Err(layout(format!(
+                    "the plan has no output `{}`, which the ONNX model declares",
+                    o.name
+                )))
+            }
+        }
+    }
+    if order.len() != outputs.len() {
+        return Err(layout(format!(
+            "the plan has {} outputs, the ONNX model {}",
+            outputs.len(),
+            order.len()
+        )));
+    }
+    let head = &outputs[order[0]];
+    let info = describe::model_info(&describe::Facts {
+        model,
+        labels_file,
+        names_metadata: plan.onnx.metadata("names"),
+        input: plan.input,
+        input_dtype: input.dtype,
+        head_item_shape: head.shape.get(1..).unwrap_or_default(),
+        max_batch: plan.args.batch.max as usize,
+    })?;
+    Ok((info, order))
+}
+
 /// The error returned when TensorRT cannot be used on this build or host.
 pub fn unavailable(reason: impl Into<String>) -> EngineError {
     EngineError::Unavailable(Unavailable {
@@ -179,6 +327,19 @@ fn not_compiled() -> EngineError {
          `--features cuda12,tensorrt` for JetPack 6 or `--features cuda13,tensorrt`, and \
          TENSORRT_INCLUDE=<directory with NvInfer.h>); {host}"
     ))
+}
+
+/// Whether this build can use TensorRT on this host: the library's version, or the error
+/// that says what is missing and how to get it (the first thing `jetwatch engine` checks).
+pub fn check_usable() -> Result<TrtVersion, EngineError> {
+    #[cfg(feature = "tensorrt")]
+    {
+        tensorrt_available().map_err(EngineError::Unavailable)
+    }
+    #[cfg(not(feature = "tensorrt"))]
+    {
+        Err(not_compiled())
+    }
 }
 
 /// `jetwatch engine build`: builds (or finds in the cache) the plan for `args`, reporting

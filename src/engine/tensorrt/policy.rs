@@ -11,7 +11,8 @@ use std::str::FromStr;
 use super::version::TrtVersion;
 
 /// What to do with layers the DLA cannot run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DlaPolicy {
     /// Everything on the DLA; the build fails if any layer would leave it.
     Strict,
