@@ -309,6 +309,7 @@ struct jw_trt_runtime
     DlHandle lib;
     std::unique_ptr<Logger> logger;
     CreateFn createBuilder{nullptr};
+    std::string noBuilderReason;
     int32_t libVersion{0};
     Owned<IRuntime> runtime;
 };
@@ -375,10 +376,16 @@ jw_trt_status jw_trt_runtime_open(
         VersionFn version = nullptr;
         CreateFn createRuntime = nullptr;
         if ((st = lookup(rt->lib, libName, "getInferLibVersion", version)) != JW_TRT_OK
-            || (st = lookup(rt->lib, libName, "createInferRuntime_INTERNAL", createRuntime)) != JW_TRT_OK
-            || (st = lookup(rt->lib, libName, "createInferBuilder_INTERNAL", rt->createBuilder)) != JW_TRT_OK)
+            || (st = lookup(rt->lib, libName, "createInferRuntime_INTERNAL", createRuntime)) != JW_TRT_OK)
         {
             return st;
+        }
+        // The builder entry point is optional here: a runtime-only library (libnvinfer_lean)
+        // can still deserialize and run plans; jw_trt_build_begin reports its absence.
+        if (lookup(rt->lib, libName, "createInferBuilder_INTERNAL", rt->createBuilder) != JW_TRT_OK)
+        {
+            rt->createBuilder = nullptr;
+            rt->noBuilderReason = tl_error;
         }
         rt->libVersion = version();
         int32_t const header = static_cast<int32_t>(NV_TENSORRT_VERSION);
@@ -475,6 +482,13 @@ jw_trt_status jw_trt_build_begin(jw_trt_runtime* rt, const jw_trt_build_options*
             return fail(JW_TRT_ERR_INVALID,
                 "batch profile must satisfy 1 <= min <= opt <= max, got " + std::to_string(opts->min_batch) + "/"
                     + std::to_string(opts->opt_batch) + "/" + std::to_string(opts->max_batch));
+        }
+        if (rt->createBuilder == nullptr)
+        {
+            return fail(JW_TRT_ERR_UNAVAILABLE,
+                rt->noBuilderReason
+                    + " (a runtime-only TensorRT library cannot build engines: build the plan with `jetwatch "
+                      "engine build` where the full libnvinfer is installed)");
         }
         std::unique_ptr<jw_trt_build> b(new jw_trt_build());
         b->rt = rt;

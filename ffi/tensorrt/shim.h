@@ -85,7 +85,9 @@ int32_t jw_trt_header_version(void);
 
 /* Opens libnvinfer (nvinfer_path, or "libnvinfer.so.<compiled major>" when NULL), checks
  * getInferLibVersion() against the compiled major, creates the IRuntime and installs the logger.
- * min_severity: messages above it (numerically) are not forwarded. */
+ * min_severity: messages above it (numerically) are not forwarded. The builder entry point is
+ * looked up too but is optional (a runtime-only library such as libnvinfer_lean has none):
+ * without it jw_trt_build_begin fails with JW_TRT_ERR_UNAVAILABLE. */
 jw_trt_status jw_trt_runtime_open(const char* nvinfer_path, jw_trt_log_fn log, void* log_user,
     int32_t min_severity, jw_trt_runtime** out);
 void jw_trt_runtime_destroy(jw_trt_runtime* rt);

@@ -307,7 +307,20 @@ pub fn open_engine_on(
             }
         }
         return match chosen {
-            GpuEngine::TensorRt => open_tensorrt(cfg, stream),
+            GpuEngine::TensorRt => match open_tensorrt(cfg, stream) {
+                // `auto` must end with a working engine: when TensorRT is present but its
+                // engine cannot be made (a runtime-only library, a build that fails), run
+                // ONNX Runtime's CUDA provider and say so on the status topic.
+                Err(e) if p.engine == EngineChoice::Auto && facts.ort_cuda.is_ok() => {
+                    let w = format!(
+                        "engine = auto: the TensorRT engine failed ({e}); running ONNX Runtime's \
+                         CUDA provider instead"
+                    );
+                    log::warn!("{w}");
+                    open_ort_cuda(cfg, stream).map(|e| (e, vec![w]))
+                }
+                other => other,
+            },
             GpuEngine::OrtCuda => open_ort_cuda(cfg, stream).map(|e| (e, Vec::new())),
         };
     }

@@ -373,15 +373,33 @@ pub fn engine_inspect(plan: &Path) -> Result<String, EngineError> {
     }
 }
 
-/// `engine = "auto"`: whether TensorRT should be preferred on this build and host.
+/// `engine = "auto"`: whether TensorRT should be preferred on this build and host: the
+/// feature is compiled in and the library the shim will open (`JETWATCH_NVINFER`, else
+/// `libnvinfer.so.<header major>`) loads and is compatible with the headers.
 pub fn prefer_tensorrt() -> Result<TrtVersion, Unavailable> {
-    if !cfg!(feature = "tensorrt") {
-        return Err(Unavailable {
+    #[cfg(feature = "tensorrt")]
+    {
+        let header = shim::Runtime::header_version();
+        let v = match std::env::var_os(shim::NVINFER_ENV) {
+            Some(_) => tensorrt_available()?,
+            None => probe::probe_one(&format!("libnvinfer.so.{}", header.major)).map_err(|e| {
+                Unavailable {
+                    backend: "tensorrt",
+                    reason: format!("{e} ({INSTALL_HINT})"),
+                }
+            })?,
+        };
+        version::check_runtime_compat(header, v).map_err(|reason| Unavailable {
             backend: "tensorrt",
-            reason: "this jetwatch build has no TensorRT support (feature `tensorrt`)".into(),
-        });
+            reason,
+        })?;
+        Ok(v)
     }
-    tensorrt_available()
+    #[cfg(not(feature = "tensorrt"))]
+    Err(Unavailable {
+        backend: "tensorrt",
+        reason: "this jetwatch build has no TensorRT support (feature `tensorrt`)".into(),
+    })
 }
 
 /// Reads the `key=value` description lines of a plan header (for `engine inspect`).

@@ -12,8 +12,16 @@ pub const INSTALL_HINT: &str = "install TensorRT: on Jetson the JetPack `nvidia-
     with `--features cuda12,tensorrt` (JetPack 6) or `--features cuda13,tensorrt`, with \
     TENSORRT_INCLUDE pointing at the TensorRT headers";
 
-/// Probes `libnvinfer.so.10` then `libnvinfer.so.11`.
+/// Probes the library named by `JETWATCH_NVINFER` if set (only that one), else
+/// `libnvinfer.so.10` then `libnvinfer.so.11`.
 pub fn tensorrt_available() -> Result<TrtVersion, Unavailable> {
+    if let Some(path) = std::env::var_os("JETWATCH_NVINFER") {
+        let name = path.to_string_lossy().into_owned();
+        return probe_one(&name).map_err(|e| Unavailable {
+            backend: "tensorrt",
+            reason: format!("JETWATCH_NVINFER: {e}"),
+        });
+    }
     let mut reasons = Vec::new();
     for major in SUPPORTED_MAJORS {
         let name = format!("libnvinfer.so.{major}");
@@ -28,7 +36,7 @@ pub fn tensorrt_available() -> Result<TrtVersion, Unavailable> {
     })
 }
 
-fn probe_one(name: &str) -> Result<TrtVersion, String> {
+pub(crate) fn probe_one(name: &str) -> Result<TrtVersion, String> {
     // SAFETY: opening libnvinfer runs its initialisers, which only register TensorRT's
     // internal state; it is NVIDIA's documented way of using the library.
     let lib = unsafe { libloading::Library::new(name) }.map_err(|e| format!("{name}: {e}"))?;

@@ -61,6 +61,28 @@ unsafe extern "C" fn log_callback(_user: *mut c_void, severity: i32, msg: *const
     });
 }
 
+/// Environment variables naming the TensorRT libraries to open instead of the default
+/// sonames (`libnvinfer.so.<major>`, `libnvonnxparser.so.<major>`): for installs outside the
+/// loader's path, such as NVIDIA's PyPI wheels (`site-packages/tensorrt_libs/`).
+pub(crate) const NVINFER_ENV: &str = "JETWATCH_NVINFER";
+pub(crate) const NVONNXPARSER_ENV: &str = "JETWATCH_NVONNXPARSER";
+
+/// The path in `var` as a C string, if set.
+fn library_override(var: &str) -> Result<Option<CString>, EngineError> {
+    match std::env::var_os(var) {
+        None => Ok(None),
+        Some(v) => {
+            use std::os::unix::ffi::OsStrExt;
+            CString::new(v.as_bytes())
+                .map(Some)
+                .map_err(|_| EngineError::Backend {
+                    backend: BACKEND,
+                    msg: format!("{var} contains a NUL byte"),
+                })
+        }
+    }
+}
+
 /// libnvinfer opened, version checked, IRuntime created. Shared by builds and engines.
 pub(crate) struct Runtime {
     raw: NonNull<sys::jw_trt_runtime>,
@@ -83,12 +105,14 @@ impl Runtime {
         } else {
             sys::JW_TRT_SEV_WARNING
         };
+        let path = library_override(NVINFER_ENV)?;
         let mut raw = ptr::null_mut();
-        // SAFETY: null path selects the default soname; the callback is a valid extern "C"
-        // fn that never unwinds; `raw` is a valid out pointer.
+        // SAFETY: the path is null (the default soname) or a NUL-terminated string that
+        // outlives the call; the callback is a valid extern "C" fn that never unwinds; `raw`
+        // is a valid out pointer.
         let st = unsafe {
             sys::jw_trt_runtime_open(
-                ptr::null(),
+                path.as_ref().map_or(ptr::null(), |p| p.as_ptr()),
                 Some(log_callback),
                 ptr::null_mut(),
                 min,
@@ -236,10 +260,11 @@ impl<'a> Build<'a> {
         rt: &Arc<Runtime>,
         input: &BuildInput<'a>,
     ) -> Result<Build<'a>, EngineError> {
+        let parser = library_override(NVONNXPARSER_ENV)?;
         let opts = sys::jw_trt_build_options {
             onnx: input.onnx.as_ptr(),
             onnx_len: input.onnx.len(),
-            onnxparser_path: ptr::null(),
+            onnxparser_path: parser.as_ref().map_or(ptr::null(), |p| p.as_ptr()),
             fp16: input.fp16 as i32,
             dla_core: input.dla_core.map(|c| c as i32).unwrap_or(-1),
             min_batch: input.batch.0 as i32,
@@ -257,7 +282,8 @@ impl<'a> Build<'a> {
             progress_user: ptr::null_mut(),
         };
         let mut raw = ptr::null_mut();
-        // SAFETY: rt is live; opts points at buffers valid for this call; the model bytes
+        // SAFETY: rt is live; opts points at buffers valid for this call (the parser path
+        // too: `parser` lives to the end of this function); the model bytes
         // stay borrowed by the returned Build ('a), the timing cache is copied by
         // createTimingCache.
         check(
