@@ -423,6 +423,9 @@ fn cmd_demo(
         built.backends.preprocess,
         built.backends.postprocess
     );
+    for w in &built.warnings {
+        eprintln!("warning (also in the status message): {w}");
+    }
     let (publisher, handle) = pipeline::build::start_publisher(&cfg, &built, birth, clock.clone())?;
     let gt = jetwatch::assets::shared_dir()
         .map(|s| s.join(jetwatch::assets::DEMO_GT))

@@ -137,7 +137,12 @@ pub fn probe() -> ProbeReport {
     });
 
     // Engines.
-    let trt = crate::engine::tensorrt::tensorrt_available();
+    // With the feature: the library the shim will open, version-checked against its headers.
+    let trt = if cfg!(feature = "tensorrt") {
+        crate::engine::tensorrt::prefer_tensorrt()
+    } else {
+        crate::engine::tensorrt::tensorrt_available()
+    };
     b.push(match (&trt, cfg!(feature = "tensorrt")) {
         (Ok(v), true) => status("engine", "tensorrt", true, format!("libnvinfer {v}")),
         (Ok(v), false) => status(

@@ -6,8 +6,8 @@
 #   tools/fuzz.sh [seconds-per-target]     (default 15)
 #
 # Env: JETWATCH_SHARED (default ../shared next to the repo), FUZZ_TARGET_DIR (default
-# fuzz/target), FUZZ_TARGETS (default "au_assembly sps config"; add wire_decode once
-# jetwatch::wire::decode exists, which also needs FUZZ_FEATURES=wire).
+# fuzz/target), FUZZ_TARGETS (default "au_assembly sps config"; tools/test.sh adds
+# wire_decode, which needs FUZZ_FEATURES=wire, and onnx_summary).
 # Crashes land in fuzz/artifacts/<target>/ and make the script fail.
 set -euo pipefail
 
@@ -70,6 +70,24 @@ loop = true
 path = "models/yolov8n.onnx"
 score_threshold = 0.25
 TOML
+        ;;
+    onnx_summary)
+        # A tiny complete model (the `onnx` package, if installed) and the first 64 KiB of
+        # each shared model (the graph's inputs, outputs and metadata come after the weights
+        # in exporter output, so those seeds are truncated on purpose: error paths).
+        python3 - "$dir/tiny_detector.onnx" <<'PY' 2>/dev/null || true
+import sys
+from onnx import TensorProto, helper
+x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 64, 64])
+y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 3, 64, 64])
+g = helper.make_graph([helper.make_node("Identity", ["images"], ["output0"])], "g", [x], [y])
+m = helper.make_model(g)
+helper.set_model_props(m, {"names": "{0: 'person'}", "stride": "32"})
+open(sys.argv[1], "wb").write(m.SerializeToString())
+PY
+        for f in "$shared"/models/*.onnx; do
+            [ -f "$f" ] && head -c 65536 "$f" >"$dir/$(basename "$f").64k"
+        done
         ;;
     *)
         printf '\x01\x00' >"$dir/tiny"
