@@ -220,9 +220,23 @@ fn main() {
         Cmd::Engine { cmd } => cmd_engine(cmd),
     };
     if let Err(e) = r {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_text(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, each cause once: our error types often print their source
+/// already (`model: <engine error>`), so a cause whose text is already there is skipped.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 /// Installs Ctrl-C / SIGTERM handling that sets the pipeline's stop flag.

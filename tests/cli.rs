@@ -228,5 +228,10 @@ fn engine_build_without_tensorrt_says_what_is_missing() {
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
     assert!(t.contains("tensorrt") && t.contains("libnvinfer"), "{t}");
+    assert_eq!(
+        t.matches("TensorRT support is not compiled").count(),
+        1,
+        "said once: {t}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
