@@ -139,6 +139,19 @@ pub fn recognise_head(item_shape: &[usize], w: usize, h: usize) -> Result<HeadKi
     }
 }
 
+/// Ultralytics' letterbox (YOLOv5/v8/11): RGB, 0..1, centred, grey 114 padding.
+pub fn ultralytics_preprocess(w: usize, h: usize, dtype: DType) -> PreprocessSpec {
+    PreprocessSpec {
+        width: w as u32,
+        height: h as u32,
+        placement: Placement::Centre,
+        order: ChannelOrder::Rgb,
+        scale: 1.0 / 255.0,
+        pad: 114.0,
+        dtype,
+    }
+}
+
 /// What an engine learnt about its model.
 pub struct Facts<'a> {
     /// The model file (for messages).
@@ -195,15 +208,7 @@ pub fn model_info(f: &Facts<'_>) -> Result<ModelInfo, EngineError> {
             );
         }
     }
-    let mut preprocess = PreprocessSpec {
-        width: w as u32,
-        height: h as u32,
-        placement: Placement::Centre,
-        order: ChannelOrder::Rgb,
-        scale: 1.0 / 255.0,
-        pad: 114.0,
-        dtype: f.input_dtype,
-    };
+    let mut preprocess = ultralytics_preprocess(w, h, f.input_dtype);
     if matches!(head, HeadKind::YoloX { .. }) {
         // Megvii YOLOX: BGR, 0..255, top-left letterbox (yolox/data/data_augment.py,
         // `preproc`).

@@ -29,7 +29,6 @@ use super::{Engine, ModelInfo};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Unavailable};
 use crate::postprocess::HeadKind;
-use crate::preprocess::{ChannelOrder, Placement, PreprocessSpec};
 use crate::tensor::{DType, Tensor, TensorMem, TensorSpec};
 
 /// Where the model runs.
@@ -750,15 +749,8 @@ impl OrtEngine {
             input_addr: (0, 0),
             dynamic_batch,
             info: ModelInfo {
-                preprocess: PreprocessSpec {
-                    width: w as u32,
-                    height: h as u32,
-                    placement: Placement::Centre,
-                    order: ChannelOrder::Rgb,
-                    scale: 1.0 / 255.0,
-                    pad: 114.0,
-                    dtype: in_dtype,
-                },
+                // Placeholder until the head is known (describe::model_info below).
+                preprocess: describe::ultralytics_preprocess(w, h, in_dtype),
                 head: HeadKind::EndToEnd { max_detections: 1 },
                 labels: Vec::new(),
                 max_batch: opts.max_batch,
