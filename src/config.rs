@@ -85,7 +85,8 @@ pub struct CameraConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// ONNX model (`.onnx`, or `.onnx.gz`, decompressed in memory).
+    /// ONNX model (`.onnx`, or `.onnx.gz`, decompressed in memory), or a prebuilt TensorRT
+    /// plan (`.engine`, `.plan`, `.trt`; TensorRT on the GPU path only).
     pub path: PathBuf,
     /// Class names, one per line; default: the model's `names` metadata.
     pub labels: Option<PathBuf>,
@@ -550,6 +551,22 @@ impl Config {
                 format!("{} is too small", p.max_access_unit_bytes),
                 "2 MiB (2097152) covers 4K keyframes",
             );
+        }
+        if crate::engine::tensorrt::is_plan_file(&self.model.path) {
+            if p.engine == EngineChoice::Onnxruntime {
+                return err(
+                    "model.path",
+                    "is a TensorRT plan, which ONNX Runtime cannot run".into(),
+                    "use engine = \"tensorrt\" (or \"auto\"), or point model.path at the ONNX model",
+                );
+            }
+            if p.device == DeviceChoice::Cpu {
+                return err(
+                    "model.path",
+                    "is a TensorRT plan, which needs the GPU path".into(),
+                    "use device = \"cuda\" or \"auto\", or point model.path at the ONNX model",
+                );
+            }
         }
         let t = &self.tensorrt;
         match (t.policy(), t.dla_core) {

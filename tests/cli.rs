@@ -233,5 +233,20 @@ fn engine_build_without_tensorrt_says_what_is_missing() {
         1,
         "said once: {t}"
     );
+    // A prebuilt plan as the model needs TensorRT too, whatever `engine` says (auto).
+    let plan = dir.join("yolov8n.engine");
+    std::fs::write(&plan, b"not a plan").unwrap();
+    let cfg = write_config(&dir, &clip, &plan, "");
+    let o = jetwatch(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--max-frames",
+        "5",
+    ]);
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(t.contains("TensorRT") && t.contains("libnvinfer"), "{t}");
     std::fs::remove_dir_all(&dir).ok();
 }

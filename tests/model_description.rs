@@ -280,3 +280,29 @@ fn onnx_reader_agrees_with_the_onnx_package() {
         assert_eq!(got, want, "{name}");
     }
 }
+
+#[test]
+fn a_prebuilt_plan_is_described_from_its_tensors_and_a_labels_file() {
+    use jetwatch::engine::tensorrt::{describe_prebuilt, is_plan_file};
+    assert!(is_plan_file(Path::new("m.engine")) && is_plan_file(Path::new("/a/m.plan")));
+    assert!(!is_plan_file(Path::new("m.onnx")) && !is_plan_file(Path::new("m.onnx.gz")));
+    let labels = model_path("coco80.txt");
+    for name in ["yolov8n_fp16.onnx.gz", "yolox_nano.onnx"] {
+        let mut e = ort(&model_path(name), 1);
+        let input = e.input_mut().spec.clone();
+        let outputs: Vec<TensorSpec> = e.outputs().iter().map(|t| t.spec.clone()).collect();
+        let plan = Path::new("/plans/model.engine");
+        let info = describe_prebuilt(plan, Some(&labels), &input, &outputs, 1).unwrap();
+        let want = e.model();
+        assert_eq!(info.head, want.head, "{name}");
+        assert_eq!(info.preprocess, want.preprocess, "{name}");
+        assert_eq!(info.labels.len(), 80);
+        assert_eq!(info.labels[0], "person");
+        // Without a labels file the classes are numbered.
+        let bare = describe_prebuilt(plan, None, &input, &outputs, 1).unwrap();
+        assert_eq!(bare.labels.len(), 80, "{name}");
+        // The plan's batch must be the pipeline's.
+        let err = describe_prebuilt(plan, None, &input, &outputs, 4).unwrap_err();
+        assert!(err.to_string().contains("--batch 4"), "{err}");
+    }
+}

@@ -139,6 +139,17 @@ pub fn choose_gpu_engine(
     }
 }
 
+/// The engine choice in effect: `pipeline.engine`, except that a prebuilt TensorRT plan as
+/// `model.path` (`.engine`, `.plan`, `.trt`) needs TensorRT (`auto` becomes `tensorrt`;
+/// `onnxruntime` is refused by the config check).
+pub fn engine_choice(cfg: &Config) -> EngineChoice {
+    if crate::engine::tensorrt::is_plan_file(&cfg.model.path) {
+        EngineChoice::Tensorrt
+    } else {
+        cfg.pipeline.engine
+    }
+}
+
 /// Decides the device: `cpu`, `cuda` (an error if the build or host cannot), or `auto` (the
 /// GPU path when this build has the GPU pipeline (`cuda13,nvdec` and `ort` or `tensorrt`)
 /// and the host has libcuda, the CUDA device, libnvcuvid and a GPU engine
@@ -166,7 +177,7 @@ pub fn open_gpu(cfg: &Config) -> Result<Option<GpuStream>, BuildError> {
                 let usable = have_nvdec
                     && crate::gpu::init().is_ok()
                     && crate::gpu::device_count().unwrap_or(0) > p.gpu as usize
-                    && choose_gpu_engine(p.engine, &GpuEngineFacts::probe()).is_ok()
+                    && choose_gpu_engine(engine_choice(cfg), &GpuEngineFacts::probe()).is_ok()
                     && matches!(p.decoder, DecoderChoice::Auto | DecoderChoice::Nvdec);
                 if usable {
                     open().map(Some)
@@ -292,12 +303,12 @@ pub fn open_engine_on(
     cfg: &Config,
     gpu: Option<&GpuStream>,
 ) -> Result<(Box<dyn Engine>, Vec<String>), EngineError> {
-    let p = &cfg.pipeline;
     #[cfg(gpu_pipeline)]
     if let Some(stream) = gpu {
         let facts = GpuEngineFacts::probe();
-        let chosen = choose_gpu_engine(p.engine, &facts).map_err(EngineError::Unavailable)?;
-        if p.engine == EngineChoice::Auto {
+        let choice = engine_choice(cfg);
+        let chosen = choose_gpu_engine(choice, &facts).map_err(EngineError::Unavailable)?;
+        if choice == EngineChoice::Auto {
             match (&facts.tensorrt, chosen) {
                 (Ok(v), _) => log::info!("engine: TensorRT {v} (libnvinfer found)"),
                 (Err(u), _) => log::info!(
@@ -311,7 +322,7 @@ pub fn open_engine_on(
                 // `auto` must end with a working engine: when TensorRT is present but its
                 // engine cannot be made (a runtime-only library, a build that fails), run
                 // ONNX Runtime's CUDA provider and say so on the status topic.
-                Err(e) if p.engine == EngineChoice::Auto && facts.ort_cuda.is_ok() => {
+                Err(e) if choice == EngineChoice::Auto && facts.ort_cuda.is_ok() => {
                     let w = format!(
                         "engine = auto: the TensorRT engine failed ({e}); running ONNX Runtime's \
                          CUDA provider instead"
@@ -326,7 +337,7 @@ pub fn open_engine_on(
     }
     #[cfg(not(gpu_pipeline))]
     let _ = gpu;
-    match p.engine {
+    match engine_choice(cfg) {
         EngineChoice::Tensorrt => Err(match crate::engine::tensorrt::check_usable() {
             Err(e) => e,
             Ok(v) => EngineError::Unavailable(Unavailable {
@@ -348,8 +359,21 @@ fn open_tensorrt(
     cfg: &Config,
     stream: &GpuStream,
 ) -> Result<(Box<dyn Engine>, Vec<String>), EngineError> {
-    use crate::engine::tensorrt::{pipeline_plan, TensorRtEngine};
+    use crate::engine::tensorrt::{is_plan_file, pipeline_plan, TensorRtEngine};
     let p = &cfg.pipeline;
+    if is_plan_file(&cfg.model.path) {
+        log::info!(
+            "tensorrt: loading the prebuilt plan {} (no cache, no build)",
+            cfg.model.path.display()
+        );
+        let engine = TensorRtEngine::open_plan_on_stream(
+            &cfg.model.path,
+            cfg.model.labels.as_deref(),
+            p.batch_size,
+            stream.clone(),
+        )?;
+        return Ok((Box::new(engine), Vec::new()));
+    }
     let plan = pipeline_plan(&cfg.model.path, p.batch_size, p.gpu, &cfg.tensorrt)?;
     let (engine, report) = TensorRtEngine::open_on_stream(
         &plan,
@@ -656,6 +680,24 @@ mod tests {
         assert_eq!(e.reason, "no tensorrt here");
         let e = choose_gpu_engine(Onnxruntime, &facts(true, false)).unwrap_err();
         assert_eq!(e.reason, "no onnxruntime-cuda here");
+    }
+
+    #[test]
+    fn a_prebuilt_plan_needs_tensorrt() {
+        let text = |model: &str, engine: &str| {
+            format!(
+                "device_id = \"d\"\n[[cameras]]\nname = \"c\"\nurl = \"c.mp4\"\n[model]\n\
+                 path = \"{model}\"\n[pipeline]\nengine = \"{engine}\"\n"
+            )
+        };
+        let parse = |t: &str| Config::parse(t, std::path::Path::new("t.toml"));
+        let c = parse(&text("yolov8n.engine", "auto")).unwrap();
+        assert_eq!(engine_choice(&c), EngineChoice::Tensorrt);
+        let c = parse(&text("yolov8n.onnx", "auto")).unwrap();
+        assert_eq!(engine_choice(&c), EngineChoice::Auto);
+        let e = parse(&text("yolov8n.plan", "onnxruntime")).unwrap_err();
+        assert_eq!(e.key, "model.path");
+        assert!(e.msg.contains("TensorRT plan"), "{e}");
     }
 
     #[test]

@@ -369,6 +369,49 @@ impl TensorRtEngine {
         let (loaded, report) = load_or_build(&plan.args, progress)?;
         let (in_spec, out_specs) = loaded.io_specs()?;
         let (model, order) = super::describe_plan(plan, labels_file, &in_spec, &out_specs)?;
+        let engine = Self::bind_on_stream(loaded, model, &order, stream)?;
+        Ok((engine, report))
+    }
+
+    /// The pipeline's engine from a prebuilt plan file (`model.path = "….engine"`), loaded
+    /// as it is: no cache lookup, no build. The DLA core comes from the cache header beside
+    /// the plan when there is one (plans built by `jetwatch engine build`).
+    pub fn open_plan_on_stream(
+        plan: &Path,
+        labels_file: Option<&Path>,
+        max_batch: usize,
+        stream: Arc<crate::gpu::CudaStream>,
+    ) -> Result<TensorRtEngine, EngineError> {
+        stream
+            .context()
+            .bind()
+            .map_err(|e| backend(e.to_string()))?;
+        let header = std::fs::read_to_string(cache::header_path(plan)).ok();
+        let dla_core = header
+            .as_deref()
+            .and_then(|h| header_field(h, "dla_core"))
+            .and_then(|v| v.parse().ok());
+        let loaded = LoadedPlan::load(plan, dla_core)?;
+        let (in_spec, out_specs) = loaded.io_specs()?;
+        let model = super::describe_prebuilt(plan, labels_file, &in_spec, &out_specs, max_batch)?;
+        let order: Vec<usize> = (0..out_specs.len()).collect();
+        Self::bind_on_stream(loaded, model, &order, stream)
+    }
+
+    /// Allocates the plan's tensors on the stream's device, binds them, orders the outputs
+    /// by `order` (engine indices in the order [`EngineTrait::outputs`] keeps) and warms up.
+    fn bind_on_stream(
+        loaded: LoadedPlan,
+        model: ModelInfo,
+        order: &[usize],
+        stream: Arc<crate::gpu::CudaStream>,
+    ) -> Result<TensorRtEngine, EngineError> {
+        let gpu_err = |e: crate::gpu::GpuError| match e {
+            crate::gpu::GpuError::Unavailable(u) => EngineError::Unavailable(u),
+            other => backend(other.to_string()),
+        };
+        let ctx = stream.context().clone();
+        let (in_spec, out_specs) = loaded.io_specs()?;
         let mut buffers = Vec::with_capacity(1 + out_specs.len());
         let mut alloc = |spec: &TensorSpec| -> Result<Tensor, EngineError> {
             let (buf, t) =
@@ -408,7 +451,7 @@ impl TensorRtEngine {
             engine.run(b)?;
         }
         EngineTrait::synchronize(&mut engine)?;
-        Ok((engine, report))
+        Ok(engine)
     }
 
     /// Output shape for the current batch as TensorRT resolves it.

@@ -249,6 +249,52 @@ pub fn pipeline_plan(
     })
 }
 
+/// Whether `path` names a serialized TensorRT plan (`.engine`, `.plan`, `.trt`) rather than
+/// an ONNX model: the pipeline then loads it as it is (no cache, no build).
+pub fn is_plan_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "engine" | "plan" | "trt"))
+}
+
+/// The [`ModelInfo`] of a prebuilt plan from its tensors alone (a plan carries no ONNX
+/// metadata: class names come from `labels_file`, else `class<i>`). The head is the first
+/// output in the engine's order. The plan's largest batch must be `max_batch`.
+pub fn describe_prebuilt(
+    plan: &Path,
+    labels_file: Option<&Path>,
+    input: &TensorSpec,
+    outputs: &[TensorSpec],
+    max_batch: usize,
+) -> Result<ModelInfo, EngineError> {
+    let layout = |msg: String| EngineError::Layout {
+        path: plan.to_path_buf(),
+        msg,
+    };
+    let dims: Vec<Option<usize>> = input.shape.iter().map(|&d| Some(d)).collect();
+    let image = ImageInput::from_dims(&input.name, &dims).map_err(layout)?;
+    if image.batch != Some(max_batch) {
+        return Err(layout(format!(
+            "the plan's largest batch is {}, the pipeline batch is {max_batch}; they must match \
+             (set pipeline.batch_size, or build the plan with `jetwatch engine build --batch \
+             {max_batch}`)",
+            input.shape.first().copied().unwrap_or(0)
+        )));
+    }
+    let head = outputs
+        .first()
+        .ok_or_else(|| layout("the plan has no outputs".into()))?;
+    describe::model_info(&describe::Facts {
+        model: plan,
+        labels_file,
+        names_metadata: None,
+        input: image,
+        input_dtype: input.dtype,
+        head_item_shape: head.shape.get(1..).unwrap_or_default(),
+        max_batch,
+    })
+}
+
 /// The [`ModelInfo`] of a plan built for `plan`, from the plan's tensors (`input`, and
 /// `outputs` in the engine's order). Also returns the engine's output indices in the ONNX
 /// graph's output order, which is the order [`crate::engine::Engine::outputs`] keeps (the
