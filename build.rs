@@ -15,11 +15,15 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    // `gpu_pipeline`: NVDEC decode, CUDA pre/postprocess and a GPU engine (ONNX Runtime's
-    // CUDA provider or TensorRT) in one pipeline on one stream.
+    // `gpu_pipeline`: hardware decode to device surfaces (NVDEC, or the Jetson V4L2 decoder),
+    // CUDA pre/postprocess and a GPU engine (ONNX Runtime's CUDA provider or TensorRT) in one
+    // pipeline on one stream.
     println!("cargo::rustc-check-cfg=cfg(gpu_pipeline)");
     let feature = |f: &str| env::var_os(format!("CARGO_FEATURE_{f}")).is_some();
-    if feature("CUDA") && feature("NVDEC") && (feature("ORT") || feature("TENSORRT")) {
+    if feature("CUDA")
+        && (feature("NVDEC") || feature("JETSON"))
+        && (feature("ORT") || feature("TENSORRT"))
+    {
         println!("cargo::rustc-cfg=gpu_pipeline");
     }
     if env::var_os("CARGO_FEATURE_CUDA").is_none() {

@@ -387,10 +387,14 @@ impl CudaEvent {
     pub fn elapsed_ms_since(&self, start: &CudaEvent) -> Result<f32, GpuError> {
         self.ctx.bind()?;
         let mut ms = 0f32;
+        // CUDA 13 renamed the entry point (`_v2`); CUDA 12 (JetPack 6) has only the first.
+        #[cfg(feature = "cuda13")]
         // SAFETY: valid events; out-pointer to a local.
-        check("cuEventElapsedTime", unsafe {
-            sys::cuEventElapsedTime_v2(&mut ms, start.ev, self.ev)
-        })?;
+        let r = unsafe { sys::cuEventElapsedTime_v2(&mut ms, start.ev, self.ev) };
+        #[cfg(not(feature = "cuda13"))]
+        // SAFETY: valid events; out-pointer to a local.
+        let r = unsafe { sys::cuEventElapsedTime(&mut ms, start.ev, self.ev) };
+        check("cuEventElapsedTime", r)?;
         Ok(ms)
     }
 }

@@ -139,6 +139,100 @@ pub fn choose_gpu_engine(
     }
 }
 
+/// The hardware decoder of the GPU pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuDecoder {
+    /// NVDEC through libnvcuvid (dGPU).
+    Nvdec,
+    /// The Jetson V4L2 decoder (libnvv4l2) into NvBufSurfaces registered with CUDA.
+    Jetson,
+}
+
+/// What this build and host offer for hardware decoding to device surfaces.
+#[derive(Debug, Clone)]
+pub struct GpuDecoderFacts {
+    pub nvdec: Result<(), Unavailable>,
+    pub jetson: Result<(), Unavailable>,
+}
+
+impl GpuDecoderFacts {
+    /// Probes this build and host (libraries and the decoder node; nothing is opened for
+    /// decoding).
+    pub fn probe() -> GpuDecoderFacts {
+        let nvdec = if !cfg!(feature = "nvdec") {
+            Err(Unavailable {
+                backend: "nvdec",
+                reason: "this build lacks the `nvdec` feature".into(),
+            })
+        } else if crate::probe::find_library(&["libnvcuvid.so.1"]).is_some() {
+            Ok(())
+        } else {
+            Err(Unavailable {
+                backend: "nvdec",
+                reason: "libnvcuvid.so.1 not found (NVIDIA driver on a dGPU)".into(),
+            })
+        };
+        GpuDecoderFacts {
+            nvdec,
+            jetson: jetson_decoder_available(),
+        }
+    }
+}
+
+#[cfg(feature = "jetson")]
+fn jetson_decoder_available() -> Result<(), Unavailable> {
+    use crate::decode::v4l2::jetson;
+    jetson::NvV4l2Ioctl::load()?;
+    jetson::NvBufSurfaceLib::load()?;
+    jetson::decoder_node()
+        .map(|_| ())
+        .ok_or_else(|| Unavailable {
+            backend: "jetson-v4l2",
+            reason: format!(
+                "no decoder node ({})",
+                jetwatch_ffi::jetson::DECODER_NODES.join(", ")
+            ),
+        })
+}
+
+#[cfg(not(feature = "jetson"))]
+fn jetson_decoder_available() -> Result<(), Unavailable> {
+    Err(Unavailable {
+        backend: "jetson-v4l2",
+        reason: "this build lacks the `jetson` feature".into(),
+    })
+}
+
+/// `pipeline.decoder` on the GPU path: `auto` is the Jetson decoder where it exists, else
+/// NVDEC; `nvdec` and `jetson` ask for one (an error with its reason when unavailable);
+/// `software` decodes to host memory and is not a GPU-path decoder.
+pub fn choose_gpu_decoder(
+    choice: DecoderChoice,
+    facts: &GpuDecoderFacts,
+) -> Result<GpuDecoder, Unavailable> {
+    match choice {
+        DecoderChoice::Nvdec => facts.nvdec.clone().map(|_| GpuDecoder::Nvdec),
+        DecoderChoice::Jetson => facts.jetson.clone().map(|_| GpuDecoder::Jetson),
+        DecoderChoice::Auto => match (&facts.jetson, &facts.nvdec) {
+            (Ok(()), _) => Ok(GpuDecoder::Jetson),
+            (Err(_), Ok(())) => Ok(GpuDecoder::Nvdec),
+            (Err(j), Err(n)) => Err(Unavailable {
+                backend: "GPU decoding",
+                reason: format!(
+                    "neither the Jetson decoder ({}) nor NVDEC ({}) is usable",
+                    j.reason, n.reason
+                ),
+            }),
+        },
+        DecoderChoice::Software => Err(Unavailable {
+            backend: "GPU pipeline",
+            reason: "the GPU path decodes on the hardware decoder; decoder = \"software\" \
+                     needs device = \"cpu\" (or decoder = auto, nvdec or jetson)"
+                .into(),
+        }),
+    }
+}
+
 /// The engine choice in effect: `pipeline.engine`, except that a prebuilt TensorRT plan as
 /// `model.path` (`.engine`, `.plan`, `.trt`) needs TensorRT (`auto` becomes `tensorrt`;
 /// `onnxruntime` is refused by the config check).
@@ -151,9 +245,9 @@ pub fn engine_choice(cfg: &Config) -> EngineChoice {
 }
 
 /// Decides the device: `cpu`, `cuda` (an error if the build or host cannot), or `auto` (the
-/// GPU path when this build has the GPU pipeline (`cuda13,nvdec` and `ort` or `tensorrt`)
-/// and the host has libcuda, the CUDA device, libnvcuvid and a GPU engine
-/// ([`choose_gpu_engine`])). Returns the pipeline stream on the primary context of
+/// GPU path when this build has the GPU pipeline (`cuda13,nvdec` or `cuda12,jetson`, and
+/// `ort` or `tensorrt`) and the host has libcuda, the CUDA device, a hardware decoder
+/// ([`choose_gpu_decoder`]) and a GPU engine ([`choose_gpu_engine`])). Returns the pipeline stream on the primary context of
 /// `pipeline.gpu` for the GPU path.
 pub fn open_gpu(cfg: &Config) -> Result<Option<GpuStream>, BuildError> {
     let p = &cfg.pipeline;
@@ -173,12 +267,10 @@ pub fn open_gpu(cfg: &Config) -> Result<Option<GpuStream>, BuildError> {
             DeviceChoice::Cpu => Ok(None),
             DeviceChoice::Cuda => open().map(Some),
             DeviceChoice::Auto => {
-                let have_nvdec = crate::probe::find_library(&["libnvcuvid.so.1"]).is_some();
-                let usable = have_nvdec
+                let usable = choose_gpu_decoder(p.decoder, &GpuDecoderFacts::probe()).is_ok()
                     && crate::gpu::init().is_ok()
                     && crate::gpu::device_count().unwrap_or(0) > p.gpu as usize
-                    && choose_gpu_engine(engine_choice(cfg), &GpuEngineFacts::probe()).is_ok()
-                    && matches!(p.decoder, DecoderChoice::Auto | DecoderChoice::Nvdec);
+                    && choose_gpu_engine(engine_choice(cfg), &GpuEngineFacts::probe()).is_ok();
                 if usable {
                     open().map(Some)
                 } else {
@@ -219,25 +311,9 @@ pub fn open_decoder_on(
     let p = &cfg.pipeline;
     #[cfg(gpu_pipeline)]
     if let Some(stream) = gpu {
-        return match choice {
-            DecoderChoice::Auto | DecoderChoice::Nvdec => {
-                let mut d = crate::decode::nvdec::NvdecDecoder::new(
-                    info,
-                    stream.context().ordinal(),
-                    p.frames_in_flight,
-                    p.max_width,
-                    p.max_height,
-                )?;
-                d.set_pipeline_stream(stream.clone());
-                Ok((Box::new(d), "nvdec"))
-            }
-            other => Err(DecodeError::Unavailable(Unavailable {
-                backend: "GPU pipeline",
-                reason: format!(
-                    "device = cuda decodes with NVDEC; decoder {other:?} is not usable with it \
-                     (set decoder = auto or nvdec, or device = cpu)"
-                ),
-            })),
+        return match choose_gpu_decoder(choice, &GpuDecoderFacts::probe())? {
+            GpuDecoder::Nvdec => open_nvdec_on(info, cfg, stream),
+            GpuDecoder::Jetson => open_jetson_on(info, cfg, stream),
         };
     }
     #[cfg(not(gpu_pipeline))]
@@ -249,7 +325,13 @@ pub fn open_decoder_on(
             if choice == DecoderChoice::Auto {
                 #[cfg(feature = "nvdec")]
                 if crate::probe::find_library(&["libnvcuvid.so.1"]).is_some() {
-                    let d = crate::decode::nvdec::NvdecDecoder::new(info, p.gpu, pool, p.max_width, p.max_height)?;
+                    let d = crate::decode::nvdec::NvdecDecoder::new(
+                        info,
+                        p.gpu,
+                        pool,
+                        p.max_width,
+                        p.max_height,
+                    )?;
                     return Ok((Box::new(d), "nvdec"));
                 }
             }
@@ -262,7 +344,12 @@ pub fn open_decoder_on(
             }
             #[cfg(feature = "sw-h264")]
             {
-                let d = crate::decode::openh264::OpenH264Decoder::new(info, pool, p.max_width, p.max_height)?;
+                let d = crate::decode::openh264::OpenH264Decoder::new(
+                    info,
+                    pool,
+                    p.max_width,
+                    p.max_height,
+                )?;
                 Ok((Box::new(d), "openh264"))
             }
             #[cfg(not(feature = "sw-h264"))]
@@ -274,19 +361,156 @@ pub fn open_decoder_on(
         DecoderChoice::Nvdec => {
             #[cfg(feature = "nvdec")]
             {
-                let d = crate::decode::nvdec::NvdecDecoder::new(info, p.gpu, pool, p.max_width, p.max_height)?;
+                let d = crate::decode::nvdec::NvdecDecoder::new(
+                    info,
+                    p.gpu,
+                    pool,
+                    p.max_width,
+                    p.max_height,
+                )?;
                 Ok((Box::new(d), "nvdec"))
             }
             #[cfg(not(feature = "nvdec"))]
             Err(DecodeError::Unavailable(Unavailable {
                 backend: "NVDEC",
-                reason: "this build lacks the `nvdec` feature (build with --features cuda13,nvdec)".into(),
+                reason: "this build lacks the `nvdec` feature (build with --features cuda13,nvdec)"
+                    .into(),
             }))
         }
         DecoderChoice::Jetson => Err(DecodeError::Unavailable(Unavailable {
             backend: "Jetson V4L2 decoder",
-            reason: "the Jetson decoder is not wired into the pipeline in this version; see docs/hardware-matrix.md".into(),
+            reason: "the Jetson decoder writes NvBufSurfaces that the CUDA stages read in place: \
+                     it runs on the GPU path (device = \"cuda\" or \"auto\", a build with \
+                     --features cuda12,jetson and tensorrt or ort)"
+                .into(),
         })),
+    }
+}
+
+#[cfg(all(gpu_pipeline, feature = "nvdec"))]
+fn open_nvdec_on(
+    info: &StreamInfo,
+    cfg: &Config,
+    stream: &GpuStream,
+) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
+    let p = &cfg.pipeline;
+    let mut d = crate::decode::nvdec::NvdecDecoder::new(
+        info,
+        stream.context().ordinal(),
+        p.frames_in_flight,
+        p.max_width,
+        p.max_height,
+    )?;
+    d.set_pipeline_stream(stream.clone());
+    Ok((Box::new(d), "nvdec"))
+}
+
+#[cfg(all(gpu_pipeline, not(feature = "nvdec")))]
+fn open_nvdec_on(
+    _info: &StreamInfo,
+    _cfg: &Config,
+    _stream: &GpuStream,
+) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
+    Err(DecodeError::Unavailable(Unavailable {
+        backend: "nvdec",
+        reason: "this build lacks the `nvdec` feature".into(),
+    }))
+}
+
+/// The Jetson decoder for one stream: libnvv4l2 on the decoder node, NVIDIA's controls,
+/// block-linear NvBufSurfaces mapped as EGLImages and registered with the pipeline's CUDA
+/// context (the CUDA stages read them through texture objects, no copy). Every call into it
+/// runs with that context current ([`ContextBound`]).
+#[cfg(all(gpu_pipeline, feature = "jetson"))]
+fn open_jetson_on(
+    info: &StreamInfo,
+    cfg: &Config,
+    stream: &GpuStream,
+) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
+    use crate::decode::v4l2::{
+        jetson::SurfaceLayout, CodedFormat, V4l2Decoder, V4l2DecoderOptions,
+    };
+    let p = &cfg.pipeline;
+    let ctx = stream.context().clone();
+    ctx.bind().map_err(|e| {
+        DecodeError::Unavailable(Unavailable {
+            backend: "jetson-v4l2",
+            reason: format!("CUDA context: {e}"),
+        })
+    })?;
+    let opts = V4l2DecoderOptions {
+        format: match info.codec {
+            Codec::H264 => CodedFormat::H264,
+            Codec::H265 => CodedFormat::H265,
+        },
+        max_width: p.max_width,
+        max_height: p.max_height,
+        output_buffer_bytes: u32::try_from(p.max_access_unit_bytes).unwrap_or(u32::MAX),
+        pool_size: p.frames_in_flight,
+        ..V4l2DecoderOptions::default()
+    };
+    let d = V4l2Decoder::open_jetson(opts, SurfaceLayout::BlockLinear, ctx.ordinal())?;
+    Ok((Box::new(ContextBound { ctx, inner: d }), "jetson-v4l2"))
+}
+
+#[cfg(all(gpu_pipeline, not(feature = "jetson")))]
+fn open_jetson_on(
+    _info: &StreamInfo,
+    _cfg: &Config,
+    _stream: &GpuStream,
+) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
+    Err(DecodeError::Unavailable(Unavailable {
+        backend: "jetson-v4l2",
+        reason: "this build lacks the `jetson` feature".into(),
+    }))
+}
+
+/// A decoder whose every call runs with a CUDA context current on the calling thread (the
+/// decode thread): the Jetson decoder registers capture surfaces with CUDA when the stream's
+/// format arrives, inside `decode`. `bind` is one `cuCtxSetCurrent`, no allocation.
+#[cfg(all(gpu_pipeline, feature = "jetson"))]
+struct ContextBound<D> {
+    ctx: std::sync::Arc<crate::gpu::CudaContext>,
+    inner: D,
+}
+
+#[cfg(all(gpu_pipeline, feature = "jetson"))]
+impl<D: Decoder> ContextBound<D> {
+    fn bind(&self) -> Result<(), DecodeError> {
+        self.ctx.bind().map_err(|e| {
+            DecodeError::Unavailable(Unavailable {
+                backend: "jetson-v4l2",
+                reason: format!("CUDA context: {e}"),
+            })
+        })
+    }
+}
+
+#[cfg(all(gpu_pipeline, feature = "jetson"))]
+impl<D: Decoder> Decoder for ContextBound<D> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn decode(
+        &mut self,
+        au: &crate::frame::AccessUnit,
+        sink: &mut dyn FnMut(crate::decode::Decoded),
+    ) -> Result<(), DecodeError> {
+        self.bind()?;
+        self.inner.decode(au, sink)
+    }
+    fn flush(&mut self, sink: &mut dyn FnMut(crate::decode::Decoded)) -> Result<(), DecodeError> {
+        self.bind()?;
+        self.inner.flush(sink)
+    }
+    fn recycle(&mut self, picture: crate::frame::Picture, token: u32) {
+        // A failed bind is reported by the next decode; re-queueing a capture buffer needs
+        // no CUDA call.
+        let _ = self.ctx.bind();
+        self.inner.recycle(picture, token)
+    }
+    fn stats(&self) -> crate::decode::DecodeStats {
+        self.inner.stats()
     }
 }
 
@@ -680,6 +904,46 @@ mod tests {
         assert_eq!(e.reason, "no tensorrt here");
         let e = choose_gpu_engine(Onnxruntime, &facts(true, false)).unwrap_err();
         assert_eq!(e.reason, "no onnxruntime-cuda here");
+    }
+
+    #[test]
+    fn gpu_decoder_prefers_jetson_then_nvdec() {
+        use DecoderChoice::{Auto, Software};
+        use GpuDecoder::{Jetson, Nvdec};
+        let facts = |jetson: bool, nvdec: bool| {
+            let no = |b: &'static str| Unavailable {
+                backend: b,
+                reason: format!("no {b} here"),
+            };
+            GpuDecoderFacts {
+                nvdec: if nvdec { Ok(()) } else { Err(no("nvdec")) },
+                jetson: if jetson { Ok(()) } else { Err(no("jetson")) },
+            }
+        };
+        assert_eq!(choose_gpu_decoder(Auto, &facts(true, true)), Ok(Jetson));
+        assert_eq!(choose_gpu_decoder(Auto, &facts(false, true)), Ok(Nvdec));
+        assert_eq!(choose_gpu_decoder(Auto, &facts(true, false)), Ok(Jetson));
+        let e = choose_gpu_decoder(Auto, &facts(false, false)).unwrap_err();
+        assert!(
+            e.reason.contains("no jetson here") && e.reason.contains("no nvdec here"),
+            "{e:?}"
+        );
+        assert_eq!(
+            choose_gpu_decoder(DecoderChoice::Nvdec, &facts(true, true)),
+            Ok(Nvdec)
+        );
+        assert_eq!(
+            choose_gpu_decoder(DecoderChoice::Jetson, &facts(false, true))
+                .unwrap_err()
+                .reason,
+            "no jetson here"
+        );
+        let e = choose_gpu_decoder(Software, &facts(true, true)).unwrap_err();
+        assert!(e.reason.contains("device = \"cpu\""), "{e:?}");
+        // This host (CI: no Jetson libraries) never offers the Jetson decoder.
+        if !cfg!(feature = "jetson") {
+            assert!(GpuDecoderFacts::probe().jetson.is_err());
+        }
     }
 
     #[test]
