@@ -435,11 +435,13 @@ impl TensorRtEngine {
         engine.outputs = order
             .iter()
             .map(|&i| {
-                by_engine[i]
-                    .take()
-                    .expect("describe_plan gives each index once")
+                by_engine.get_mut(i).and_then(Option::take).ok_or_else(|| {
+                    backend(format!(
+                        "output order {order:?} names engine output {i} twice or not at all"
+                    ))
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         // Warm-up: every batch size the pipeline can run (largest first), so the first
         // frames do not pay for shape changes.
         let batches: Vec<usize> = if engine.dynamic {

@@ -325,6 +325,12 @@ pub fn describe_plan(
     let mut order = Vec::with_capacity(outputs.len());
     for o in &plan.onnx.outputs {
         match outputs.iter().position(|s| s.name == o.name) {
+            Some(i) if order.contains(&i) => {
+                return Err(layout(format!(
+                    "the ONNX model declares output `{}` twice",
+                    o.name
+                )))
+            }
             Some(i) => order.push(i),
             None => {
                 return Err(layout(format!(
