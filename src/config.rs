@@ -232,6 +232,18 @@ impl Default for PublishConfig {
     }
 }
 
+/// `jetwatch selftest` settings (docs/config.md).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelftestConfig {
+    /// Test clip (H.264 or H.265, MP4 or Annex-B); default: the shared TUD-Campus clip.
+    pub clip: Option<PathBuf>,
+    /// MOT-format person ground truth of the clip; default: TUD-Campus's for that clip.
+    pub ground_truth: Option<PathBuf>,
+    /// Frames per second the pipeline must reach on the clip (0: report only).
+    pub min_fps: f64,
+}
+
 /// TensorRT engine settings (used when the pipeline runs TensorRT; see docs/tensorrt.md).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -294,6 +306,8 @@ pub struct Config {
     pub publish: PublishConfig,
     #[serde(default)]
     pub tensorrt: TensorRtConfig,
+    #[serde(default)]
+    pub selftest: SelftestConfig,
 }
 
 /// A config error: where and what, plus a hint.
@@ -381,6 +395,12 @@ impl Config {
             fix(c);
         }
         fix(&mut self.tensorrt.cache_dir);
+        for p in [&mut self.selftest.clip, &mut self.selftest.ground_truth]
+            .into_iter()
+            .flatten()
+        {
+            fix(p);
+        }
         if let Some(t) = &mut self.tensorrt.timing_cache {
             fix(t);
         }
@@ -567,6 +587,13 @@ impl Config {
                     "use device = \"cuda\" or \"auto\", or point model.path at the ONNX model",
                 );
             }
+        }
+        if !(self.selftest.min_fps >= 0.0 && self.selftest.min_fps.is_finite()) {
+            return err(
+                "selftest.min_fps",
+                format!("{} is not a frame rate", self.selftest.min_fps),
+                "0 reports the rate without a floor",
+            );
         }
         let t = &self.tensorrt;
         match (t.policy(), t.dla_core) {

@@ -33,6 +33,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod probe;
 pub mod publish;
+pub mod selftest;
 pub mod source;
 pub mod tensor;
 pub mod wire;

@@ -106,6 +106,28 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Checks this device: the configured pipeline on a test clip against the CPU reference
+    /// and the clip's ground truth, zero allocations per frame, throughput, the broker.
+    /// Prints a table; exits 1 if a check fails.
+    Selftest {
+        /// Test this configuration (backends, model, [selftest], broker); default: the
+        /// built-in demo setup without a broker.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Test clip (default: [selftest] clip, else ../shared/media/TUD-Campus_h264.mp4).
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        /// Model (default: the config's, else ../shared/models/yolov8n_fp32.onnx.gz).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Frames per second the pipeline must reach (default: [selftest] min_fps).
+        #[arg(long)]
+        min_fps: Option<f64>,
+        /// Also write the report as JSON to this file (`-`: standard output, instead of
+        /// the table).
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// TensorRT engine tools.
     Engine {
         #[command(subcommand)]
@@ -218,6 +240,13 @@ fn main() {
             json,
         } => cmd_bench(clip, model, streams, duration, batch, &mode, json),
         Cmd::Engine { cmd } => cmd_engine(cmd),
+        Cmd::Selftest {
+            config,
+            clip,
+            model,
+            min_fps,
+            json,
+        } => cmd_selftest(config, clip, model, min_fps, json),
     };
     if let Err(e) = r {
         eprintln!("error: {}", error_text(&e));
@@ -750,6 +779,76 @@ fn bench_decode(clip: &Path, streams: usize, duration: f64, json: bool) -> Resul
 #[cfg(not(feature = "nvdec"))]
 fn bench_decode(_clip: &Path, _streams: usize, _duration: f64, _json: bool) -> Result<()> {
     bail!("decode-only benchmarking measures NVDEC; this build lacks the `nvdec` feature (build with --features cuda13,nvdec)")
+}
+
+fn cmd_selftest(
+    config: Option<PathBuf>,
+    clip: Option<PathBuf>,
+    model: Option<PathBuf>,
+    min_fps: Option<f64>,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    use jetwatch::selftest::{self, SelftestOptions};
+    let shared = jetwatch::assets::shared_dir();
+    let check_broker = config.is_some();
+    let mut cfg = match &config {
+        Some(file) => Config::load(file)?,
+        None => {
+            let model = match &model {
+                Some(m) => m.clone(),
+                None => shared_or_bail()?.join(jetwatch::assets::DEMO_MODEL),
+            };
+            demo_config(
+                &model,
+                Path::new("clip.mp4"),
+                "127.0.0.1",
+                1883,
+                true,
+                false,
+            )?
+        }
+    };
+    if let Some(m) = model {
+        cfg.model.path = m;
+    }
+    let clip = match clip.or_else(|| cfg.selftest.clip.clone()) {
+        Some(c) => c,
+        None => shared_or_bail()?.join(jetwatch::assets::DEMO_CLIP),
+    };
+    for (what, p) in [("clip", &clip), ("model", &cfg.model.path)] {
+        if !p.is_file() {
+            bail!("{what} {} does not exist", p.display());
+        }
+    }
+    let ground_truth = cfg.selftest.ground_truth.clone().or_else(|| {
+        let tud = clip
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("TUD-Campus"));
+        shared
+            .map(|s| s.join(jetwatch::assets::DEMO_GT))
+            .filter(|p| tud && p.is_file())
+    });
+    let opts = SelftestOptions {
+        min_fps: min_fps.unwrap_or(cfg.selftest.min_fps),
+        config: cfg,
+        clip,
+        ground_truth,
+        check_broker,
+    };
+    let report = selftest::run(&opts, &mut |line| eprintln!("selftest: {line}"));
+    match json.as_deref() {
+        Some(p) if p == Path::new("-") => println!("{}", serde_json::to_string_pretty(&report)?),
+        Some(p) => {
+            std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")
+                .with_context(|| format!("writing {}", p.display()))?;
+            println!("{report}");
+        }
+        None => println!("{report}"),
+    }
+    if !report.passed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn cmd_engine(cmd: EngineCmd) -> Result<()> {
