@@ -287,6 +287,20 @@ fn stored_plan_loads_only_with_matching_key_and_bytes() {
 }
 
 #[test]
+fn cache_directory_is_checked_before_a_build() {
+    let dir = tmp_dir("writable");
+    // A directory that does not exist yet is created, and nothing is left in it.
+    let plan = dir.join("a/b/m-0123.engine");
+    cache::check_writable(&plan).unwrap();
+    assert!(dir.join("a/b").is_dir());
+    assert_eq!(fs::read_dir(dir.join("a/b")).unwrap().count(), 0);
+    // A "directory" that is a file cannot hold plans.
+    fs::write(dir.join("file"), b"x").unwrap();
+    assert!(cache::check_writable(&dir.join("file/m.engine")).is_err());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn header_records_key_fields() {
     let key = CacheKey::new(&CacheKeyInputs {
         dla_core: Some(1),

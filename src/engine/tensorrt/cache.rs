@@ -261,6 +261,19 @@ pub fn load_plan(path: &Path, key: &CacheKey) -> io::Result<PlanStatus> {
     })
 }
 
+/// Checks, before a build that may take minutes, that a plan can be stored at `path`: its
+/// directory exists or can be created, and a file can be created and removed in it.
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".jetwatch-write-test{}", std::process::id()));
+    fs::File::create(&probe)?;
+    fs::remove_file(&probe)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
 /// disk, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -531,6 +531,14 @@ pub fn load_or_build(
         }
     }
 
+    // Fail now, not after a build of several minutes, if the plan cannot be stored.
+    cache::check_writable(&path).map_err(|e| {
+        backend(format!(
+            "cannot write the engine cache at {}: {e} (set tensorrt.cache_dir, or --cache for \
+             `jetwatch engine build`, to a writable directory)",
+            path.display()
+        ))
+    })?;
     let timing = match &args.timing_cache {
         Some(p) if p.is_file() => Some(read_file(p)?),
         _ => None,
