@@ -19,6 +19,6 @@ fi
 
 if [ -x tools/fuzz.sh ]; then
   echo "== [$(date +%T)] fuzz (short) =="
-  FUZZ_TARGETS="au_assembly sps config wire_decode onnx_summary" FUZZ_FEATURES=wire tools/fuzz.sh "${FUZZ_SECONDS:-10}"
+  FUZZ_TARGETS="au_assembly sps config wire_decode onnx_summary" FUZZ_FEATURES=wire tools/fuzz.sh "${FUZZ_SECONDS:-6}"
 fi
 echo "tools/test.sh: all passed"
