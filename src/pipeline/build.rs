@@ -109,10 +109,7 @@ fn ort_cuda_available() -> Result<(), Unavailable> {
 
 #[cfg(not(feature = "ort"))]
 fn ort_cuda_available() -> Result<(), Unavailable> {
-    Err(Unavailable {
-        backend: "onnxruntime-cuda",
-        reason: "this build lacks the `ort` feature".into(),
-    })
+    Err(lacks("onnxruntime-cuda", "ort"))
 }
 
 /// `pipeline.engine` on the GPU path: `tensorrt` and `onnxruntime` ask for one engine (an
@@ -139,6 +136,14 @@ pub fn choose_gpu_engine(
     }
 }
 
+/// `backend` is not compiled into this build: it needs cargo feature `feature`.
+fn lacks(backend: &'static str, feature: &str) -> Unavailable {
+    Unavailable {
+        backend,
+        reason: format!("this build lacks the `{feature}` feature"),
+    }
+}
+
 /// The hardware decoder of the GPU pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuDecoder {
@@ -160,10 +165,7 @@ impl GpuDecoderFacts {
     /// decoding).
     pub fn probe() -> GpuDecoderFacts {
         let nvdec = if !cfg!(feature = "nvdec") {
-            Err(Unavailable {
-                backend: "nvdec",
-                reason: "this build lacks the `nvdec` feature".into(),
-            })
+            Err(lacks("nvdec", "nvdec"))
         } else if crate::probe::find_library(&["libnvcuvid.so.1"]).is_some() {
             Ok(())
         } else {
@@ -197,10 +199,7 @@ fn jetson_decoder_available() -> Result<(), Unavailable> {
 
 #[cfg(not(feature = "jetson"))]
 fn jetson_decoder_available() -> Result<(), Unavailable> {
-    Err(Unavailable {
-        backend: "jetson-v4l2",
-        reason: "this build lacks the `jetson` feature".into(),
-    })
+    Err(lacks("jetson-v4l2", "jetson"))
 }
 
 /// `pipeline.decoder` on the GPU path: `auto` is the Jetson decoder where it exists, else
@@ -353,10 +352,10 @@ pub fn open_decoder_on(
                 Ok((Box::new(d), "openh264"))
             }
             #[cfg(not(feature = "sw-h264"))]
-            Err(DecodeError::Unavailable(Unavailable {
-                backend: "software H.264 decoder",
-                reason: "this build lacks the `sw-h264` feature".into(),
-            }))
+            Err(DecodeError::Unavailable(lacks(
+                "software H.264 decoder",
+                "sw-h264",
+            )))
         }
         DecoderChoice::Nvdec => {
             #[cfg(feature = "nvdec")]
@@ -411,10 +410,7 @@ fn open_nvdec_on(
     _cfg: &Config,
     _stream: &GpuStream,
 ) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
-    Err(DecodeError::Unavailable(Unavailable {
-        backend: "nvdec",
-        reason: "this build lacks the `nvdec` feature".into(),
-    }))
+    Err(DecodeError::Unavailable(lacks("nvdec", "nvdec")))
 }
 
 /// The Jetson decoder for one stream: libnvv4l2 on the decoder node, NVIDIA's controls,
@@ -432,12 +428,7 @@ fn open_jetson_on(
     };
     let p = &cfg.pipeline;
     let ctx = stream.context().clone();
-    ctx.bind().map_err(|e| {
-        DecodeError::Unavailable(Unavailable {
-            backend: "jetson-v4l2",
-            reason: format!("CUDA context: {e}"),
-        })
-    })?;
+    ctx.bind().map_err(jetson_context_err)?;
     let opts = V4l2DecoderOptions {
         format: match info.codec {
             Codec::H264 => CodedFormat::H264,
@@ -459,10 +450,15 @@ fn open_jetson_on(
     _cfg: &Config,
     _stream: &GpuStream,
 ) -> Result<(Box<dyn Decoder>, &'static str), DecodeError> {
-    Err(DecodeError::Unavailable(Unavailable {
+    Err(DecodeError::Unavailable(lacks("jetson-v4l2", "jetson")))
+}
+
+#[cfg(all(gpu_pipeline, feature = "jetson"))]
+fn jetson_context_err(e: crate::gpu::GpuError) -> DecodeError {
+    DecodeError::Unavailable(Unavailable {
         backend: "jetson-v4l2",
-        reason: "this build lacks the `jetson` feature".into(),
-    }))
+        reason: format!("CUDA context: {e}"),
+    })
 }
 
 /// A decoder whose every call runs with a CUDA context current on the calling thread (the
@@ -477,12 +473,7 @@ struct ContextBound<D> {
 #[cfg(all(gpu_pipeline, feature = "jetson"))]
 impl<D: Decoder> ContextBound<D> {
     fn bind(&self) -> Result<(), DecodeError> {
-        self.ctx.bind().map_err(|e| {
-            DecodeError::Unavailable(Unavailable {
-                backend: "jetson-v4l2",
-                reason: format!("CUDA context: {e}"),
-            })
-        })
+        self.ctx.bind().map_err(jetson_context_err)
     }
 }
 
@@ -619,10 +610,7 @@ fn open_tensorrt(
     _cfg: &Config,
     _stream: &GpuStream,
 ) -> Result<(Box<dyn Engine>, Vec<String>), EngineError> {
-    Err(EngineError::Unavailable(Unavailable {
-        backend: "tensorrt",
-        reason: "this build lacks the `tensorrt` feature".into(),
-    }))
+    Err(EngineError::Unavailable(lacks("tensorrt", "tensorrt")))
 }
 
 #[cfg(all(gpu_pipeline, feature = "ort"))]
@@ -646,10 +634,7 @@ fn open_ort_cuda(cfg: &Config, stream: &GpuStream) -> Result<Box<dyn Engine>, En
 
 #[cfg(all(gpu_pipeline, not(feature = "ort")))]
 fn open_ort_cuda(_cfg: &Config, _stream: &GpuStream) -> Result<Box<dyn Engine>, EngineError> {
-    Err(EngineError::Unavailable(Unavailable {
-        backend: "onnxruntime-cuda",
-        reason: "this build lacks the `ort` feature".into(),
-    }))
+    Err(EngineError::Unavailable(lacks("onnxruntime-cuda", "ort")))
 }
 
 #[cfg(feature = "ort")]
@@ -675,10 +660,7 @@ fn open_ort(cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
 
 #[cfg(not(feature = "ort"))]
 fn open_ort(_cfg: &Config) -> Result<Box<dyn Engine>, EngineError> {
-    Err(EngineError::Unavailable(Unavailable {
-        backend: "ONNX Runtime",
-        reason: "this build lacks the `ort` feature".into(),
-    }))
+    Err(EngineError::Unavailable(lacks("ONNX Runtime", "ort")))
 }
 
 /// Opens sources, decoders and the engine, and sizes every pool.
