@@ -283,8 +283,8 @@ pub fn open_gpu(cfg: &Config) -> Result<Option<GpuStream>, BuildError> {
         DeviceChoice::Cpu | DeviceChoice::Auto => Ok(None),
         DeviceChoice::Cuda => Err(BuildError::Engine(EngineError::Unavailable(Unavailable {
             backend: "CUDA pipeline",
-            reason: "this build lacks the GPU features (build with --features cuda13,nvdec, \
-                     and ort or tensorrt)"
+            reason: "this build lacks the GPU pipeline (build with --features cuda13,nvdec on \
+                     a dGPU or cuda12,jetson on JetPack 6, plus ort or tensorrt)"
                 .into(),
         }))),
     }
@@ -299,8 +299,9 @@ pub fn open_decoder(
     open_decoder_on(choice, info, cfg, None)
 }
 
-/// [`open_decoder`] for a pipeline on `gpu` (the GPU path): NVDEC, mapping its pictures on
-/// the pipeline stream (`NvdecDecoder::set_pipeline_stream`).
+/// [`open_decoder`] for a pipeline on `gpu` (the GPU path): the hardware decoder
+/// [`choose_gpu_decoder`] picks: NVDEC mapping its pictures on the pipeline stream
+/// (`NvdecDecoder::set_pipeline_stream`), or the Jetson decoder with the pipeline's context.
 pub fn open_decoder_on(
     choice: DecoderChoice,
     info: &StreamInfo,
