@@ -216,18 +216,26 @@ fn engine_build_without_tensorrt_says_what_is_missing() {
     assert!(text(&o).contains("cannot be used with"), "{}", text(&o));
     // A pipeline asking for TensorRT on a host without it fails at start with the same help.
     let clip = shared.join(jetwatch::assets::DEMO_CLIP);
-    let cfg = write_config(&dir, &clip, &model, "[pipeline]\nengine = \"tensorrt\"\n");
-    let o = jetwatch(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--max-frames",
-        "5",
-    ]);
-    no_panic(&o);
-    assert_eq!(o.status.code(), Some(1));
-    let t = text(&o);
-    assert!(t.contains("tensorrt") && t.contains("libnvinfer"), "{t}");
+    let run_fails = |cfg: &Path| {
+        let o = jetwatch(&[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--max-frames",
+            "5",
+        ]);
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(1));
+        let t = text(&o);
+        assert!(t.contains("TensorRT") && t.contains("libnvinfer"), "{t}");
+        t
+    };
+    let t = run_fails(&write_config(
+        &dir,
+        &clip,
+        &model,
+        "[pipeline]\nengine = \"tensorrt\"\n",
+    ));
     assert_eq!(
         t.matches("TensorRT support is not compiled").count(),
         1,
@@ -236,17 +244,6 @@ fn engine_build_without_tensorrt_says_what_is_missing() {
     // A prebuilt plan as the model needs TensorRT too, whatever `engine` says (auto).
     let plan = dir.join("yolov8n.engine");
     std::fs::write(&plan, b"not a plan").unwrap();
-    let cfg = write_config(&dir, &clip, &plan, "");
-    let o = jetwatch(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--max-frames",
-        "5",
-    ]);
-    no_panic(&o);
-    assert_eq!(o.status.code(), Some(1));
-    let t = text(&o);
-    assert!(t.contains("TensorRT") && t.contains("libnvinfer"), "{t}");
+    run_fails(&write_config(&dir, &clip, &plan, ""));
     std::fs::remove_dir_all(&dir).ok();
 }

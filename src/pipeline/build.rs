@@ -122,17 +122,19 @@ pub fn choose_gpu_engine(
     match choice {
         EngineChoice::Tensorrt => facts.tensorrt.clone().map(|_| GpuEngine::TensorRt),
         EngineChoice::Onnxruntime => facts.ort_cuda.clone().map(|_| GpuEngine::OrtCuda),
-        EngineChoice::Auto => match (&facts.tensorrt, &facts.ort_cuda) {
-            (Ok(_), _) => Ok(GpuEngine::TensorRt),
-            (Err(_), Ok(())) => Ok(GpuEngine::OrtCuda),
-            (Err(t), Err(o)) => Err(Unavailable {
-                backend: "GPU inference",
-                reason: format!(
-                    "neither TensorRT ({}) nor ONNX Runtime's CUDA provider ({}) is usable",
-                    t.reason, o.reason
-                ),
-            }),
-        },
+        EngineChoice::Auto => prefer(
+            "GPU inference",
+            (
+                "TensorRT",
+                GpuEngine::TensorRt,
+                facts.tensorrt.as_ref().err(),
+            ),
+            (
+                "ONNX Runtime's CUDA provider",
+                GpuEngine::OrtCuda,
+                facts.ort_cuda.as_ref().err(),
+            ),
+        ),
     }
 }
 
@@ -141,6 +143,26 @@ fn lacks(backend: &'static str, feature: &str) -> Unavailable {
     Unavailable {
         backend,
         reason: format!("this build lacks the `{feature}` feature"),
+    }
+}
+
+/// `auto` between two backends: the first unless it is unavailable (`Some(why)`), then the
+/// second; when neither is usable, both reasons.
+fn prefer<T>(
+    what: &'static str,
+    first: (&str, T, Option<&Unavailable>),
+    second: (&str, T, Option<&Unavailable>),
+) -> Result<T, Unavailable> {
+    match (first.2, second.2) {
+        (None, _) => Ok(first.1),
+        (Some(_), None) => Ok(second.1),
+        (Some(a), Some(b)) => Err(Unavailable {
+            backend: what,
+            reason: format!(
+                "neither {} ({}) nor {} ({}) is usable",
+                first.0, a.reason, second.0, b.reason
+            ),
+        }),
     }
 }
 
@@ -212,17 +234,15 @@ pub fn choose_gpu_decoder(
     match choice {
         DecoderChoice::Nvdec => facts.nvdec.clone().map(|_| GpuDecoder::Nvdec),
         DecoderChoice::Jetson => facts.jetson.clone().map(|_| GpuDecoder::Jetson),
-        DecoderChoice::Auto => match (&facts.jetson, &facts.nvdec) {
-            (Ok(()), _) => Ok(GpuDecoder::Jetson),
-            (Err(_), Ok(())) => Ok(GpuDecoder::Nvdec),
-            (Err(j), Err(n)) => Err(Unavailable {
-                backend: "GPU decoding",
-                reason: format!(
-                    "neither the Jetson decoder ({}) nor NVDEC ({}) is usable",
-                    j.reason, n.reason
-                ),
-            }),
-        },
+        DecoderChoice::Auto => prefer(
+            "GPU decoding",
+            (
+                "the Jetson decoder",
+                GpuDecoder::Jetson,
+                facts.jetson.as_ref().err(),
+            ),
+            ("NVDEC", GpuDecoder::Nvdec, facts.nvdec.as_ref().err()),
+        ),
         DecoderChoice::Software => Err(Unavailable {
             backend: "GPU pipeline",
             reason: "the GPU path decodes on the hardware decoder; decoder = \"software\" \
